@@ -1,0 +1,38 @@
+"""Helpers for config files: `get_config(arg)` receives the text after ':' in `--config=FILE:k=v,flag`."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jaxad.errors import ConfigError
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+  """Parses 'k=v,flag' into a locked ConfigDict typed by `defaults`; unknown keys and bad values raise ConfigError.
+
+  >>> parse_arg('normal_class=3,runlocal', normal_class=0, seed=1, runlocal=False).normal_class
+  3
+  """
+  out = ml_collections.ConfigDict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, has_value, value = item.partition("=")
+    key = key.strip()
+    if key not in defaults:
+      raise ConfigError(f"Unknown config argument {key!r}; valid: {sorted(defaults)}.")
+    default = defaults[key]
+    if not has_value:
+      if not isinstance(default, bool):
+        raise ConfigError(f"Config argument {key!r} needs a value, e.g. {key}={default!r}.")
+      out[key] = True
+      continue
+    try:
+      if isinstance(default, bool):
+        if value.lower() not in ("true", "false", "1", "0"):
+          raise ValueError(value)
+        out[key] = value.lower() in ("true", "1")
+      else:
+        out[key] = type(default)(value)
+    except ValueError:
+      raise ConfigError(f"Config argument {key}={value!r} is not a valid {type(default).__name__}.") from None
+  out.lock()
+  return out

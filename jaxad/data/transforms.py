@@ -1,0 +1,64 @@
+"""Deterministic whole-array preprocessing (done once on the host, before the grain pipeline).
+
+Deep SVDD's CIFAR/MNIST preprocessing: images to [0, 1], per-image global contrast normalisation with the L1 scale
+(subtract the image's mean over all pixels and channels, divide by its mean absolute deviation), then min-max
+scaling to [0, 1] with one (min, max) pair per *normal class*, applied to train and test alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Deep SVDD's published (min, max) of GCN-L1 CIFAR-10 train images, per normal class 0..9 (Ruff et al. 2018,
+# lukasruff/Deep-SVDD-PyTorch; MOCCA reuses it). tests/data_test.py recomputes it from the real data.
+CIFAR10_GCN_L1_MINMAX = (
+    (-28.94083453598571, 13.802961825439636),
+    (-6.681770233365245, 9.158067708230273),
+    (-34.924463588638204, 14.419298165027628),
+    (-10.599172931391799, 11.093187820377565),
+    (-11.945022995801637, 10.628045447867583),
+    (-9.691969487694928, 8.948326776180823),
+    (-9.174940012342555, 13.847014686472365),
+    (-6.876682005899029, 12.282371383343161),
+    (-15.603507135507172, 15.2464923804279),
+    (-6.132882973622672, 8.046098172351265),
+)
+PUBLISHED_MINMAX = {"cifar10": CIFAR10_GCN_L1_MINMAX}
+
+
+def to_unit(x: np.ndarray) -> np.ndarray:
+  """uint8 [N, H, W, C] -> float32 in [0, 1] (torchvision's ToTensor)."""
+  return x.astype(np.float32) / 255.0
+
+
+def gcn_l1(x: np.ndarray) -> np.ndarray:
+  """Global contrast normalisation, L1 scale, per image: (x - mean(x)) / mean(|x - mean(x)|).
+
+  Args:
+    x: [N, H, W, C] float images.
+  Returns:
+    [N, H, W, C] float32. Computed in float64 so the published min/max table is reproduced to 1e-12.
+  """
+  flat = x.reshape(len(x), -1).astype(np.float64)
+  flat = flat - flat.mean(axis=1, keepdims=True)
+  scale = np.abs(flat).mean(axis=1, keepdims=True)
+  scale = np.where(scale == 0, 1.0, scale)  # a constant image stays all zeros instead of becoming NaN
+  return (flat / scale).reshape(x.shape).astype(np.float32)
+
+
+def minmax_of(x: np.ndarray) -> tuple[float, float]:
+  """The (min, max) over all values: how the published table was made from the normal class's GCN images."""
+  return float(x.min()), float(x.max())
+
+
+def minmax_scale(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+  return ((x - lo) / (hi - lo)).astype(np.float32)
+
+
+def resize(x: np.ndarray, size: int) -> np.ndarray:
+  """Bilinear resize of [N, H, W, C] float images to [N, size, size, C] (antialiased when shrinking)."""
+  if x.shape[1:3] == (size, size):
+    return x
+  import jax  # pylint: disable=g-import-not-at-top  (keeps this module importable without initialising jax)
+  out = jax.image.resize(x, (len(x), size, size, x.shape[-1]), method="bilinear")
+  return np.asarray(out, np.float32)

@@ -1,0 +1,75 @@
+"""Scoring on the mesh, metrics, and what lands in the workdir: summary.json, scores.npz, roc.png, scores.png."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Mapping
+
+import jax
+import numpy as np
+
+from jaxad import metrics, parallel
+from jaxad.data import pipeline
+
+
+def make_predict(mesh, batch_size: int):
+  """Returns `predict(fn, variables, images)` that maps a jitted `fn(variables, batch)` over all images."""
+  cache: dict[Any, Callable] = {}
+
+  def predict(fn, variables, images: np.ndarray) -> dict[str, np.ndarray]:
+    if fn not in cache:  # one compilation per function, not per call
+      cache[fn] = jax.jit(fn, in_shardings=(parallel.replicated(mesh), parallel.data_sharded(mesh)),
+                          out_shardings=parallel.replicated(mesh))
+    jitted = cache[fn]
+    outputs: dict[str, list[np.ndarray]] = {}
+    for local_batch, valid in pipeline.eval_batches(batch_size, image=images):
+      out = jitted(variables, parallel.shard_batch(local_batch, mesh))
+      for k, v in out.items():
+        outputs.setdefault(k, []).append(parallel.to_host(v)[:valid])
+    return {k: np.concatenate(v) for k, v in outputs.items()}
+
+  return predict
+
+
+def write_results(workdir: str, raw_scores: Mapping[str, np.ndarray], labels: np.ndarray,
+                  classes: np.ndarray, split: str = "test") -> dict[str, float]:
+  """Computes the metrics, saves raw scores and plots; returns the flat `<split>/<scorer>/<metric>` summary."""
+  summary = {f"{split}/{k}": v for k, v in metrics.summarize(raw_scores, labels).items()}
+  if jax.process_index() == 0:
+    np.savez(os.path.join(workdir, "scores.npz"), labels=labels, classes=classes,
+             **{f"score/{k}": v for k, v in raw_scores.items()})
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2, sort_keys=True)
+    plot(workdir, raw_scores, labels)
+  return summary
+
+
+def plot(workdir: str, raw_scores: Mapping[str, np.ndarray], labels: np.ndarray) -> None:
+  """roc.png (one curve per scorer) and scores.png (normal vs anomalous histograms)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top  (plotting is the only user)
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from sklearn import metrics as skm  # pylint: disable=g-import-not-at-top
+
+  fig, ax = plt.subplots(figsize=(4.5, 4.5))
+  for name, s in raw_scores.items():
+    fpr, tpr, _ = skm.roc_curve(labels, s)
+    ax.plot(fpr, tpr, label=f"{name} (AUROC {skm.roc_auc_score(labels, s):.3f})")
+  ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+  ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (label 1 = anomalous)")
+  ax.legend(loc="lower right", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, "roc.png"), dpi=120)
+  plt.close(fig)
+
+  fig, axes = plt.subplots(1, len(raw_scores), figsize=(4.5 * len(raw_scores), 3.5), squeeze=False)
+  for ax, (name, s) in zip(axes[0], raw_scores.items()):
+    bins = np.histogram_bin_edges(s, bins=50)
+    ax.hist(s[labels == 0], bins=bins, alpha=0.6, density=True, label="normal")
+    ax.hist(s[labels == 1], bins=bins, alpha=0.6, density=True, label="anomalous")
+    ax.set(xlabel=f"{name} score (higher = more anomalous)", ylabel="density")
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, "scores.png"), dpi=120)
+  plt.close(fig)

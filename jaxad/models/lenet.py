@@ -1,0 +1,132 @@
+"""The LeNet encoders and autoencoders of Deep SVDD (Ruff et al. 2018), which MOCCA (Massoli et al.) reuses.
+
+Layouts follow the authors' PyTorch code (../shared/spec/reference_implementations.md sections 3.1 and 4.1): all
+convolutions and the code layer are bias-free, BatchNorm is non-affine with eps 1e-4 (PyTorch momentum 0.1 = flax
+0.9), activations are leaky ReLU with slope 0.01. Images are NHWC.
+
+Every model returns `(output, features)`; `features` holds the pre-BN conv outputs `conv1..convK` ([B, H, W, C]
+maps) and the `code` ([B, rep_dim]), which the multi-layer losses of MOCCA use.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+_SLOPE = 0.01  # PyTorch's F.leaky_relu default, used by both papers' code.
+# torch.nn.init.calculate_gain('leaky_relu') uses slope 0.01 too: sqrt(2 / (1 + 0.01^2)).
+_LRELU_GAIN = math.sqrt(2.0 / (1.0 + _SLOPE**2))
+
+# Xavier-uniform with the leaky-ReLU gain, as Deep SVDD initialises its CIFAR-10 autoencoder convolutions.
+xavier_lrelu = nn.initializers.variance_scaling(_LRELU_GAIN**2, "fan_avg", "uniform")
+# PyTorch's default for Linear/Conv (kaiming_uniform with a=sqrt(5)): U(+-1/sqrt(fan_in)).
+torch_default = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+# The same default on a ConvTranspose: PyTorch computes its fan_in from the *output* channels.
+torch_default_transpose = nn.initializers.variance_scaling(1.0 / 3.0, "fan_out", "uniform")
+
+
+def _bn(train: bool, name: str) -> nn.BatchNorm:
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-4, use_bias=False, use_scale=False,
+                      name=name)
+
+
+def _lrelu(x):
+  return nn.leaky_relu(x, _SLOPE)
+
+
+def _pool(x):
+  return nn.max_pool(x, (2, 2), strides=(2, 2))
+
+
+def _upsample(x):  # F.interpolate(scale_factor=2), nearest
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def _deconv(features: int, torch_padding: int, kernel_init, name: str) -> nn.ConvTranspose:
+  # A stride-1 PyTorch ConvTranspose2d(k=5, padding=p) changes the size by 4 - 2p; flax pads the input itself,
+  # so the same geometry is flax padding k - 1 - p on each side.
+  pad = 5 - 1 - torch_padding
+  return nn.ConvTranspose(features, (5, 5), padding=((pad, pad), (pad, pad)), use_bias=False,
+                          kernel_init=kernel_init, name=name)
+
+
+class LeNetEncoder(nn.Module):
+  """Conv(5x5) -> BN -> lrelu -> maxpool blocks, flatten, bias-free Dense to the code.
+
+  `LeNetEncoder((32, 64, 128), 128)` is the CIFAR-10 net (520,544 parameters);
+  `LeNetEncoder((8, 4), 32, conv_init=torch_default)` is the MNIST net (7,272 parameters).
+  """
+  channels: tuple[int, ...] = (32, 64, 128)
+  rep_dim: int = 128
+  conv_init: Any = xavier_lrelu
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    features = {}
+    for i, ch in enumerate(self.channels, start=1):
+      x = nn.Conv(ch, (5, 5), padding=2, use_bias=False, kernel_init=self.conv_init, name=f"conv{i}")(x)
+      features[f"conv{i}"] = x
+      x = _pool(_lrelu(_bn(train, f"bn{i}")(x)))
+    # Flattened in (H, W, C) order; PyTorch's is (C, H, W). Only a weight converter would need to permute.
+    x = x.reshape(x.shape[0], -1)
+    code = nn.Dense(self.rep_dim, use_bias=False, kernel_init=torch_default, name="fc1")(x)
+    features["code"] = code
+    return code, features
+
+
+class LeNetCifarAE(nn.Module):
+  """Deep SVDD's CIFAR-10 LeNet autoencoder (encoder 520,544 + decoder 284,000 parameters).
+
+  `variant='mocca'` is MOCCA's copy: a second non-affine BN1d at the start of the decoder, and the first
+  transposed conv keeps PyTorch's default init instead of Xavier.
+  """
+  rep_dim: int = 128
+  variant: str = "dsvdd"
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    if self.variant not in ("dsvdd", "mocca"):
+      raise ValueError(f"variant must be 'dsvdd' or 'mocca', got {self.variant!r}")
+    code, features = LeNetEncoder((32, 64, 128), self.rep_dim, name="encoder")(x, train=train)
+    h = _bn(train, "bn_code")(code)
+    if self.variant == "mocca":
+      h = _bn(train, "bn_decoder_in")(h)
+    # PyTorch views the code as (C=rep_dim/16, 4, 4); move C last for NHWC.
+    h = h.reshape(h.shape[0], self.rep_dim // 16, 4, 4).transpose(0, 2, 3, 1)
+    h = _lrelu(h)
+    first_init = torch_default_transpose if self.variant == "mocca" else xavier_lrelu
+    for i, (ch, init) in enumerate(((128, first_init), (64, xavier_lrelu), (32, xavier_lrelu)), start=1):
+      h = _deconv(ch, 2, init, f"deconv{i}")(h)
+      h = _upsample(_lrelu(_bn(train, f"bn_deconv{i}")(h)))
+    h = _deconv(x.shape[-1], 2, xavier_lrelu, "deconv4")(h)
+    return nn.sigmoid(h), features
+
+
+class LeNetMnistAE(nn.Module):
+  """Deep SVDD's MNIST LeNet autoencoder for 28x28x1 inputs (encoder 7,272 + decoder 1,200 parameters)."""
+  rep_dim: int = 32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    code, features = LeNetEncoder((8, 4), self.rep_dim, conv_init=torch_default, name="encoder")(x, train=train)
+    h = code.reshape(code.shape[0], self.rep_dim // 16, 4, 4).transpose(0, 2, 3, 1)
+    h = _upsample(_lrelu(h))                                       # 8x8
+    h = _deconv(4, 2, torch_default_transpose, "deconv1")(h)       # 8x8
+    h = _upsample(_lrelu(_bn(train, "bn_deconv1")(h)))             # 16x16
+    h = _deconv(8, 3, torch_default_transpose, "deconv2")(h)       # 14x14
+    h = _upsample(_lrelu(_bn(train, "bn_deconv2")(h)))             # 28x28
+    h = _deconv(x.shape[-1], 2, torch_default_transpose, "deconv3")(h)
+    return nn.sigmoid(h), features
+
+
+def lenet_cifar10(rep_dim: int = 128, ae_variant: str = "dsvdd"):
+  """(autoencoder, encoder) pair; the encoder's params are the autoencoder's params['encoder']."""
+  return LeNetCifarAE(rep_dim, ae_variant), LeNetEncoder((32, 64, 128), rep_dim)
+
+
+def lenet_mnist(rep_dim: int = 32, ae_variant: str = "dsvdd"):
+  del ae_variant  # MOCCA has no MNIST net; Deep SVDD's is the only one.
+  return LeNetMnistAE(rep_dim), LeNetEncoder((8, 4), rep_dim, conv_init=torch_default)

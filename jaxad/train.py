@@ -1,0 +1,233 @@
+"""`train_and_evaluate(config, workdir)`: data, mesh, the method's stages, jitted steps, checkpoints, evaluation.
+
+One code path for one CPU, N GPUs or a TPU pod: the step is `jax.jit` with `NamedSharding`s over a mesh with a
+'data' axis (state replicated, batch split). Durations are given in epochs and resolved to steps once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from jaxad import evaluate, parallel
+from jaxad.checkpoint import Checkpointer
+from jaxad.data import make_task, pipeline
+from jaxad.errors import ConfigError, TrainingError
+from jaxad.methods import get_method
+from jaxad.methods.base import Stage
+
+
+class TrainState(flax.struct.PyTreeNode):
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  extra: Any  # the method's own state, e.g. hypersphere centers and radii
+  tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+
+  @property
+  def variables(self):
+    return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def make_optimizer(optim: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
+  """Coupled weight decay (PyTorch's `weight_decay`) before Adam/SGD; lr x `lr_decay` at each milestone epoch."""
+  lr = optax.piecewise_constant_schedule(
+      optim.lr, {int(m) * steps_per_epoch: optim.lr_decay for m in optim.milestones})
+  if optim.optimizer == "adam":
+    base = optax.adam(lr)
+  elif optim.optimizer == "sgd":
+    base = optax.sgd(lr, momentum=optim.momentum or None, nesterov=optim.nesterov)
+  else:
+    raise ConfigError(f"optimizer must be 'adam' or 'sgd', got {optim.optimizer!r}.")
+  return optax.chain(optax.add_decayed_weights(optim.weight_decay), base)
+
+
+def make_train_step(stage: Stage, steps_per_epoch: int) -> Callable:
+  """A pure `(state, batch) -> (state, metrics)` for one stage."""
+
+  def train_step(state: TrainState, batch):
+    epoch = state.step // steps_per_epoch
+    grad_fn = jax.value_and_grad(lambda p: stage.loss(p, state, batch, epoch), has_aux=True)
+    (loss, (batch_stats, aux, metrics)), grads = grad_fn(state.params)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    extra = stage.update_extra(state.extra, aux, epoch) if stage.update_extra else state.extra
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
+                              extra=extra)
+    return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads), **metrics}
+
+  return train_step
+
+
+def init_state(stage: Stage, rng, images: np.ndarray, previous: TrainState | None, tx, predict) -> TrainState:
+  sample = jnp.asarray(images[:1])
+  if stage.init_variables is not None:
+    variables = stage.init_variables(rng, sample, previous)
+  else:
+    variables = stage.model.init(rng, sample, train=False)
+  variables = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+  extra = stage.init_extra(variables, predict, images) if stage.init_extra else {}
+  return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"], batch_stats=variables["batch_stats"],
+                    opt_state=tx.init(variables["params"]), extra=extra, tx=tx)
+
+
+def run_stage(stage: Stage, index: int, config, workdir: str, images: np.ndarray, previous: TrainState | None,
+              mesh, predict, *, train: bool = True) -> TrainState:
+  """Trains one stage to its last step, resuming from its latest checkpoint if there is one."""
+  optim = stage.optim
+  spe = pipeline.steps_per_epoch(len(images), optim.batch_size)
+  pipeline.local_batch_size(optim.batch_size)  # fails early with a clear message if not divisible
+  if spe == 0:
+    raise ConfigError(f"{stage.name}: {len(images)} training images make no full batch of {optim.batch_size}; "
+                      "lower the batch size.")
+  total = optim.epochs * spe
+  tx = make_optimizer(optim, spe)
+  rng = jax.random.fold_in(jax.random.key(config.seed), index)
+  state = parallel.replicate(init_state(stage, rng, images, previous, tx, predict), mesh)
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints", stage.name))
+  if ckpt.latest_step() is not None:
+    state = ckpt.restore(state)
+    _log(f"{stage.name}: resumed from step {int(state.step)} of {total}.")
+  elif not train:
+    raise ConfigError(f"--mode=eval needs a trained checkpoint in {ckpt.directory}; run --mode=train first.")
+  start = int(state.step)
+  if train and start < total:
+    state = _train_loop(stage, index, config, workdir, images, state, mesh, ckpt, spe, total, start)
+  ckpt.close()
+  return state
+
+
+def _train_loop(stage, index, config, workdir, images, state, mesh, ckpt, spe, total, start):
+  step_fn = jax.jit(make_train_step(stage, spe), in_shardings=(parallel.replicated(mesh), parallel.data_sharded(mesh)),
+                    out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)), donate_argnums=0)
+  data = pipeline.train_batches(image=images, global_batch_size=stage.optim.batch_size,
+                                seed=config.seed * 1000 + index, num_epochs=stage.optim.epochs)
+  bs = stage.optim.batch_size
+  bar = tqdm.tqdm(total=total, initial=start, desc=stage.name, unit="step", file=sys.stderr, dynamic_ncols=True,
+                  mininterval=1.0 if sys.stderr.isatty() else 30.0, disable=jax.process_index() != 0)
+  log_path = os.path.join(workdir, "metrics.jsonl")
+  t0, n0 = time.perf_counter(), start
+  for step in range(start, total):
+    state, metrics = step_fn(state, parallel.shard_batch(data[step], mesh))
+    done = step + 1
+    is_epoch_end = done % spe == 0
+    if done % config.log_every_steps == 0 or is_epoch_end or done == total:
+      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      if not all(math.isfinite(v) for v in metrics.values()):
+        ckpt.close()
+        raise TrainingError(
+            f"{stage.name}: non-finite metrics at step {done} (epoch {done / spe:.2f}): {metrics}. The last good "
+            f"checkpoint (step {ckpt.latest_step()}) in {ckpt.directory} is kept; lower {stage.name}.lr or check "
+            "the data.")
+      elapsed = time.perf_counter() - t0
+      img_s = (done - n0) * bs / max(elapsed, 1e-9)
+      t0, n0 = time.perf_counter(), done
+      record = {"stage": stage.name, "step": done, "epoch": done / spe, "img_per_s": img_s, **metrics}
+      if jax.process_index() == 0:
+        with open(log_path, "a") as f:
+          f.write(json.dumps(record) + "\n")
+      bar.set_postfix(loss=f"{metrics['loss']:.4g}", img_s=f"{img_s:.0f}", refresh=False)
+    if (is_epoch_end and (done // spe) % config.checkpoint_every_epochs == 0) or done == total:
+      ckpt.save(state)
+    bar.update(1)
+  bar.close()
+  return state
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, mode: str = "train") -> dict[str, Any]:
+  """Runs one experiment, or one per class when `config.data.normal_classes` lists several; returns the summary."""
+  if mode not in ("train", "eval"):
+    raise ConfigError(f"--mode must be 'train' or 'eval', got {mode!r}.")
+  classes = tuple(config.data.get("normal_classes", ()) or ())
+  if not classes:
+    return _run_one(config, workdir, mode)
+  results = {}
+  for k in classes:
+    sub = ml_collections.ConfigDict(config.to_dict())
+    sub.data.normal_class, sub.data.normal_classes = int(k), ()
+    results[int(k)] = _run_one(sub, os.path.join(workdir, f"class_{k}"), mode)
+  summary = {f"class_{k}/{m}": v for k, r in results.items() for m, v in r.items()}
+  for m in next(iter(results.values())):
+    vals = [r[m] for r in results.values()]
+    summary[f"mean/{m}"] = float(np.mean(vals))
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2, sort_keys=True)
+    table = results_table(results)
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+      f.write(table + "\n")
+    print(table)
+  return summary
+
+
+def results_table(results: dict[int, dict[str, float]]) -> str:
+  """A markdown table: one row per normal class, one column per `<split>/<scorer>/auroc`, and the mean."""
+  cols = [m for m in next(iter(results.values())) if m.endswith("/auroc")]
+  lines = ["| normal class | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+  for k, r in results.items():
+    lines.append(f"| {k} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |")
+  lines.append("| **mean** | " + " | ".join(f"**{np.mean([r[c] for r in results.values()]):.3f}**" for c in cols)
+               + " |")
+  return "\n".join(lines)
+
+
+def _run_one(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict[str, float]:
+  os.makedirs(workdir, exist_ok=True)
+  _check_config_json(config, workdir)
+  mesh = parallel.make_mesh()
+  task = make_task(config.data)
+  stages = get_method(config.method)(config, task.x_train.shape[1:])
+  predict = evaluate.make_predict(mesh, config.eval.batch_size)
+  state = None
+  for i, stage in enumerate(stages):
+    state = run_stage(stage, i, config, workdir, task.x_train, state, mesh, predict, train=mode == "train")
+  final = stages[-1]
+  raw = predict(lambda v, b: final.score(v[0], v[1], b), (state.variables, state.extra), task.x_test)
+  summary = evaluate.write_results(workdir, raw, task.test_labels, task.test_classes)
+  _log(f"{workdir}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items() if k.endswith("auroc")))
+  return summary
+
+
+def _check_config_json(config, workdir: str) -> None:
+  """Writes config.json; refuses to resume a workdir that was trained with a different config."""
+  path = os.path.join(workdir, "config.json")
+  current = json.loads(config.to_json())
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+    if previous != current:
+      diff = sorted(k for k in set(_flat(previous)) | set(_flat(current))
+                    if _flat(previous).get(k) != _flat(current).get(k))
+      raise ConfigError(f"{workdir} holds a run with a different config (keys {diff}); use a new --workdir or "
+                        "delete that one.")
+  elif jax.process_index() == 0:
+    with open(path, "w") as f:
+      json.dump(current, f, indent=2, sort_keys=True)
+
+
+def _flat(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def _log(msg: str) -> None:
+  if jax.process_index() == 0:
+    print(f"[jaxad] {msg}", file=sys.stderr, flush=True)
