@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import optax
 
 ArrayLike = jax.typing.ArrayLike
-Mask = Any | Callable[[str], bool] | None
+# None (every leaf), a pytree of bools shaped like params, or a predicate on '/'-joined key paths.
+Mask = Callable[[str], bool] | Any
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -540,8 +541,9 @@ def l2_sp(params: Any, ref_params: Any, *, squared: bool = False, mask: Mask = N
     params: pytree of parameters theta.
     ref_params: pytree theta_0 with the same structure and shapes (treated as constants by the caller).
     squared: use (1/2)||.||^2 instead of ||.||.
-    mask: None (all leaves), a pytree of bools with the structure of params, or a predicate on '/'-joined key
-      paths such as ``'block1/conv1/kernel'`` (e.g. ``lambda n: n.endswith('kernel')``).
+    mask: None (all leaves), a pytree of Python bools with the structure of params, or a predicate on
+      '/'-joined key paths such as ``'block1/conv1/kernel'`` (e.g. ``lambda n: n.endswith('kernel')``). The mask
+      is applied at trace time: under ``jax.jit`` close over it (``functools.partial``), don't pass it traced.
 
   Returns:
     [] the penalty (0 if no leaf is selected).

@@ -1,8 +1,10 @@
 r"""Command line: `python -m jaxad.main --config=configs/mocca_cifar10.py:normal_class=3,seed=1 --workdir=DIR`.
 
 Config values can be overridden with `--config.train.epochs=10`; `--mode=eval` re-scores a trained workdir.
+Mistakes in the config, the data or a checkpoint end with one `jaxad: error: ...` line and exit code 2.
 """
 
+import re
 import sys
 
 from absl import app, flags, logging
@@ -16,27 +18,56 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and 
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes if possible) or eval only.")
 flags.mark_flags_as_required(["config", "workdir"])
 
+_USAGE = ("Usage: python -m jaxad.main --config=configs/NAME.py[:k=v,...] --workdir=DIR [--mode=train|eval] "
+          "[--config.KEY=VALUE]")
+
+
+def _fail(message: str):
+  print(f"jaxad: error: {message}\n{_USAGE}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _describe(e: BaseException) -> str:
+  """The most useful line of an exception raised while a config file is loaded or overridden."""
+  root = e
+  while root.__cause__ or root.__context__:  # the config file's own error, if any, says it best
+    root = root.__cause__ or root.__context__
+  if isinstance(root, UserError):
+    return str(root)
+  text = str(e).strip()
+  if isinstance(e, (AttributeError, KeyError)):  # ml_collections: unknown key, with a "Did you mean" hint
+    return "unknown config key " + text.strip("'\"").encode().decode("unicode_escape").replace("\n", " ")
+  lines = [l.strip() for l in text.splitlines() if l.strip() and not l.startswith("  File")]
+  return re.sub(r"^[\w.]+(Error|Exception): ", "", lines[-1] if lines else repr(e))
+
+
+def _parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    _fail(_describe(e))
+
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint write at INFO
+  try:
+    config = _CONFIG.value
+    config.keys()  # the value is a lazy proxy until first used
+  except OSError as e:  # config_flags defers a missing/unloadable file to first use
+    _fail(f"cannot load --config={flags.FLAGS['config'].config_filename}: " + _describe(e.__cause__ or e))
   from jaxad import parallel, train  # pylint: disable=g-import-not-at-top  (after flag parsing: fast --help)
   try:
-    parallel.initialize(_CONFIG.value.get("multihost", False))
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, mode=_MODE.value)
+    parallel.initialize(config.get("multihost", False))
+    train.train_and_evaluate(config, _WORKDIR.value, mode=_MODE.value)
   except UserError as e:
-    print(f"jaxad: error: {e}", file=sys.stderr)
-    sys.exit(2)
+    _fail(str(e))
 
 
 def run():
-  try:
-    app.run(main)
-  except UserError as e:  # raised while a config file is loaded, before main()
-    print(f"jaxad: error: {e}", file=sys.stderr)
-    sys.exit(2)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -289,8 +289,8 @@ def fit_dirichlet(probs: ArrayLike, *, max_iter: int = 1000, tol: float = 1e-9) 
     [K] Dirichlet concentration parameters alpha.
 
   Example:
-    >>> import numpy as np, jax, jax.numpy as jnp
-    >>> samples = jax.random.dirichlet(jax.random.key(0), jnp.array([2.0, 5.0, 1.0]), (20000,))
+    >>> import numpy as np
+    >>> samples = np.random.default_rng(0).dirichlet([2.0, 5.0, 1.0], size=5000)
     >>> print(np.asarray(fit_dirichlet(samples)).round())
     [2. 5. 1.]
 

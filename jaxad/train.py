@@ -185,10 +185,10 @@ def results_table(results: dict[int, dict[str, float]]) -> str:
 
 
 def _run_one(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict[str, float]:
+  task = make_task(config.data)  # before touching the workdir: a data error leaves nothing behind
   os.makedirs(workdir, exist_ok=True)
   _check_config_json(config, workdir)
   mesh = parallel.make_mesh()
-  task = make_task(config.data)
   stages = get_method(config.method)(config, task.x_train.shape[1:])
   predict = evaluate.make_predict(mesh, config.eval.batch_size)
   state = None
@@ -201,19 +201,23 @@ def _run_one(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict
   return summary
 
 
+# Keys that may change between a run and its resumption: where the data is, logging and checkpoint cadence.
+_RESUMABLE_KEYS = frozenset({"data.data_dir", "data.source", "multihost", "log_every_steps",
+                             "checkpoint_every_epochs", "eval.batch_size"})
+
+
 def _check_config_json(config, workdir: str) -> None:
   """Writes config.json; refuses to resume a workdir that was trained with a different config."""
   path = os.path.join(workdir, "config.json")
   current = json.loads(config.to_json())
   if os.path.exists(path):
     with open(path) as f:
-      previous = json.load(f)
-    if previous != current:
-      diff = sorted(k for k in set(_flat(previous)) | set(_flat(current))
-                    if _flat(previous).get(k) != _flat(current).get(k))
+      before, now = _flat(json.load(f)), _flat(current)
+    diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k) and k not in _RESUMABLE_KEYS)
+    if diff:
       raise ConfigError(f"{workdir} holds a run with a different config (keys {diff}); use a new --workdir or "
                         "delete that one.")
-  elif jax.process_index() == 0:
+  if jax.process_index() == 0:
     with open(path, "w") as f:
       json.dump(current, f, indent=2, sort_keys=True)
 

@@ -387,7 +387,7 @@ def test_l2_sp_gradients(x64):
 
 def test_l2_sp_gradient_is_safe_at_reference():
   p = jax.tree.map(jnp.asarray, _params(0))
-  value, grad = jax.value_and_grad(lambda q: losses.l2_sp(q, p))(p)
+  value, grad = jax.jit(jax.value_and_grad(lambda q: losses.l2_sp(q, p)))(p)
   assert float(value) == 0.0
   for leaf in jax.tree.leaves(grad):
     assert np.all(np.asarray(leaf) == 0.0)  # zero, not NaN
