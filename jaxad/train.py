@@ -67,7 +67,7 @@ def make_train_step(stage: Stage, steps_per_epoch: int) -> Callable:
     extra = stage.update_extra(state.extra, aux, epoch) if stage.update_extra else state.extra
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
                               extra=extra)
-    return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads), **metrics}
+    return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads), **metrics}
 
   return train_step
 
