@@ -15,6 +15,8 @@ from jaxad.data import pipeline
 
 def make_predict(mesh, batch_size: int):
   """Returns `predict(fn, variables, images)` that maps a jitted `fn(variables, batch)` over all images."""
+  # Scoring has no batch-size semantics: round up so the batch splits evenly over the devices.
+  batch_size = -(-batch_size // mesh.size) * mesh.size
   cache: dict[Any, Callable] = {}
 
   def predict(fn, variables, images: np.ndarray) -> dict[str, np.ndarray]:

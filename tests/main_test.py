@@ -1,0 +1,100 @@
+"""The command line end to end: runlocal configs on real CIFAR-10, kill + resume, and user errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO  # pylint: disable=g-bad-import-order
+
+
+def jaxad_main(*args, data_dir=None, timeout=600, **popen):
+  """Runs the CLI; `data_dir` sets $JAXAD_DATA_DIR, '' removes it. Popen kwargs start it in the background."""
+  env = dict(os.environ)
+  if data_dir is not None:
+    env["JAXAD_DATA_DIR"] = data_dir
+  if data_dir == "":
+    env.pop("JAXAD_DATA_DIR", None)
+  cmd = [sys.executable, "-m", "jaxad.main", *args]
+  if popen:
+    return subprocess.Popen(cmd, cwd=REPO, env=env, **popen)
+  return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("config", ["dsvdd_cifar10.py:normal_class=3,boundary=soft,runlocal",
+                                    "mocca_cifar10.py:normal_class=3,runlocal"])
+def test_runlocal_on_real_cifar10_writes_every_result(config, data_dir, tmp_path):
+  out = jaxad_main(f"--config=configs/{config}", f"--workdir={tmp_path}", data_dir=data_dir)
+  assert out.returncode == 0, out.stderr[-3000:]
+  for name in ("config.json", "metrics.jsonl", "summary.json", "scores.npz", "roc.png", "scores.png"):
+    assert (tmp_path / name).exists(), name
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert 0.0 < summary["test/hypersphere/auroc"] < 1.0
+  records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert {r["stage"] for r in records} == {"pretrain", "train"}
+  assert all(np.isfinite(r["loss"]) and r["img_per_s"] > 0 for r in records)
+  assert "img_s=" in out.stderr  # the progress bar reports throughput
+  scores = np.load(tmp_path / "scores.npz")
+  assert scores["score/hypersphere"].shape == scores["labels"].shape == (1000,)
+  # --mode=eval re-scores the saved checkpoints to the same numbers.
+  again = jaxad_main(f"--config=configs/{config}", f"--workdir={tmp_path}", "--mode=eval", data_dir=data_dir)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert json.loads((tmp_path / "summary.json").read_text()) == summary
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+  args = ["--config=configs/quickstart.py:normal_class=0", "--config.pretrain.epochs=120", "--config.train.epochs=20",
+          "--config.checkpoint_every_epochs=5"]
+  whole = jaxad_main(*args, f"--workdir={tmp_path / 'whole'}")
+  assert whole.returncode == 0, whole.stderr[-3000:]
+
+  workdir = tmp_path / "killed"
+  proc = jaxad_main(*args, f"--workdir={workdir}", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  ckpts = workdir / "checkpoints" / "pretrain"
+  deadline = time.time() + 300
+  while time.time() < deadline and proc.poll() is None:
+    done = [int(p.name) for p in ckpts.glob("*") if p.name.isdigit()] if ckpts.exists() else []
+    if done and max(done) >= 90:  # 3 steps per epoch: killed around epoch 30 of 120
+      break
+    time.sleep(0.05)
+  assert proc.poll() is None, "the run ended before it could be killed; raise its epochs"
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (workdir / "summary.json").exists()
+
+  resumed = jaxad_main(*args, f"--workdir={workdir}")
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert "pretrain: resumed from step" in resumed.stderr
+  a, b = np.load(tmp_path / "whole" / "scores.npz"), np.load(workdir / "scores.npz")
+  np.testing.assert_allclose(a["score/hypersphere"], b["score/hypersphere"], rtol=1e-6)
+  assert (json.loads((workdir / "summary.json").read_text())
+          == json.loads((tmp_path / "whole" / "summary.json").read_text()))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config=configs/mocca_cifar10.py:normal_klass=3"], "Unknown config argument 'normal_klass'"),
+    (["--config=configs/mocca_cifar10.py:normal_class=three"], "normal_class='three' is not a valid int"),
+    (["--config=configs/mocca_cifar10.py", "--config.train.epoch=3"], "unknown config key 'epoch'"),
+    (["--config=configs/mocca_cifar10.py", "--config.train.epochs=many"], "--config.train.epochs=many"),
+    (["--config=configs/mocca_cifar11.py"], "cannot load --config=configs/mocca_cifar11.py"),
+    (["--config=configs/mocca_cifar10.py", "--config.data.data_dir=/no/such/dir"],
+     "/no/such/dir/cifar10.npz does not exist. To make it: python3 ../shared/datasets/imgcodec.py export"),
+    (["--config=configs/mocca_cifar10.py:normal_class=12"], "normal_class=12 is out of range"),
+])
+def test_user_errors_are_one_clear_line(args, message, tmp_path, data_dir):
+  out = jaxad_main(*args, f"--workdir={tmp_path / 'w'}", data_dir=data_dir, timeout=120)
+  assert out.returncode == 2
+  assert "Traceback" not in out.stderr
+  assert "jaxad: error: " in out.stderr and message in out.stderr, out.stderr
+  assert not (tmp_path / "w").exists()  # nothing half-written
+
+
+def test_missing_data_dir_in_environment_says_how_to_get_the_data(tmp_path):
+  out = jaxad_main("--config=configs/mocca_cifar10.py", f"--workdir={tmp_path}", "--config.data.source=npz",
+                   data_dir="", timeout=120)
+  assert out.returncode == 2 and "needs a folder with cifar10.npz" in out.stderr, out.stderr
