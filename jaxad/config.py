@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
 from jaxad.errors import ConfigError
@@ -36,3 +38,16 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
       raise ConfigError(f"Config argument {key}={value!r} is not a valid {type(default).__name__}.") from None
   out.lock()
   return out
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """Loads 'path/to/config.py[:args]' as `--config` does, for scripts and notebooks."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+
+  path, _, arg = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("jaxad_config_file", path)
+  if module_spec is None or not os.path.exists(path):
+    raise ConfigError(f"No config file at {path!r}.")
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)

@@ -10,7 +10,10 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxad import xla_flags
 from jaxad.errors import UserError
+
+xla_flags.apply_cpu_defaults()  # before anything imports jax
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file, optionally ':args'.",
                                           lock_config=True)

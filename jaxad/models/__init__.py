@@ -1,11 +1,19 @@
-"""Model registry. Each entry builds the modules a method needs; every module returns (output, features)."""
+"""Model registry: name -> builder of the Linen module(s) a method needs; every module returns (output, features).
+
+LeNet builders return an (autoencoder, encoder) pair for the pretrain-then-train methods; ResNet26 builders return
+one classifier network.
+"""
+
+import functools
 
 from jaxad.errors import ConfigError
-from jaxad.models import lenet
+from jaxad.models import lenet, resnet26
 
 MODELS = {
     "lenet_cifar10": lenet.lenet_cifar10,
     "lenet_mnist": lenet.lenet_mnist,
+    "resnet26_transferad": functools.partial(resnet26.ResNet26, variant="transferad"),
+    "resnet26_rebuffi": functools.partial(resnet26.ResNet26, variant="rebuffi"),
 }
 
 

@@ -1,0 +1,90 @@
+r"""Training throughput (img/s) and peak memory of the LeNet autoencoder and encoder steps (Deep SVDD / MOCCA).
+
+  python benchmarks/lenet_throughput.py --out=benchmarks/results/lenet_throughput.json
+
+Each variant runs in its own process (XLA_FLAGS must be set before jax starts), on random CIFAR-sized images with
+the configs' batch sizes: the jitted train step of each stage is timed after compilation and a warm-up.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+VARIANTS = {
+    "default": "",
+    "ynn_individual_dot": "--xla_cpu_experimental_ynn_fusion_type=individual_dot",
+}
+
+
+def measure(config_name: str, steps: int) -> dict:
+  import jax
+  import numpy as np
+  from jaxad import evaluate, parallel, train
+  from jaxad.config import load_config
+  from jaxad.methods import get_method
+
+  config = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", config_name))
+  mesh = parallel.make_mesh()
+  x = np.random.default_rng(0).uniform(size=(512, 32, 32, 3)).astype(np.float32)
+  predict = evaluate.make_predict(mesh, 512)
+  out, previous = {}, None
+  for i, stage in enumerate(get_method(config.method)(config, x.shape[1:])):
+    bs = stage.optim.batch_size
+    tx = train.make_optimizer(stage.optim, steps_per_epoch=20)
+    state = parallel.replicate(train.init_state(stage, jax.random.key(0), x, previous, tx, predict), mesh)
+    step = jax.jit(train.make_train_step(stage, 20), donate_argnums=0)
+    batch = parallel.shard_batch({"image": x[:bs]}, mesh)
+    t0 = time.perf_counter()
+    state, m = step(state, batch)
+    jax.block_until_ready(m)
+    compile_s = time.perf_counter() - t0
+    for _ in range(3):  # warm-up
+      state, m = step(state, batch)
+    jax.block_until_ready(m)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+      state, m = step(state, batch)
+    jax.block_until_ready(m)
+    dt = time.perf_counter() - t0
+    out[stage.name] = {"batch_size": bs, "steps": steps, "img_per_s": steps * bs / dt, "compile_s": compile_s}
+    previous = state
+  out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  return out
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--out", default="benchmarks/results/lenet_throughput.json")
+  parser.add_argument("--steps", type=int, default=20)
+  parser.add_argument("--configs", default="mocca_cifar10.py,dsvdd_cifar10.py")
+  parser.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args._child:  # pylint: disable=protected-access
+    print(json.dumps(measure(args._child[0], int(args._child[1]))))  # pylint: disable=protected-access
+    return
+  results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+             "runs": []}
+  for config in args.configs.split(","):
+    for name, flags in VARIANTS.items():
+      env = dict(os.environ, XLA_FLAGS=flags)
+      proc = subprocess.run([sys.executable, __file__, "--_child", config, str(args.steps)], env=env,
+                            capture_output=True, text=True, check=True)
+      run = {"config": config, "xla_flags": name, **json.loads(proc.stdout.strip().splitlines()[-1])}
+      results["runs"].append(run)
+      print(f"{config:20s} {name:20s} " + "  ".join(f"{k} {v['img_per_s']:7.1f} img/s" for k, v in run.items()
+                                                    if isinstance(v, dict) and "img_per_s" in v)
+            + f"  peak {run['peak_rss_mib']:.0f} MiB", flush=True)
+  import jax  # pylint: disable=g-import-not-at-top
+  results["machine"]["jax"] = jax.__version__
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  with open(args.out, "w") as f:
+    json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+  main()
