@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: launch/tpu_pod.sh TPU_NAME ZONE configs/adra_stl10.py gs://bucket/workdir [--config.key=value ...]
+# Usage: launch/tpu_pod.sh TPU_NAME ZONE configs/mocca_cifar10.py /mnt/shared/workdir [--config.key=value ...]
 # Runs the same program on every worker of a pod slice; jax.distributed.initialize() joins them.
 set -euo pipefail
 cd "$(dirname "$0")/.."

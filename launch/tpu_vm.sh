@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: launch/tpu_vm.sh TPU_NAME ZONE configs/adra_stl10.py gs://bucket/workdir [--config.key=value ...]
+# Usage: launch/tpu_vm.sh TPU_NAME ZONE configs/mocca_cifar10.py /mnt/shared/workdir [--config.key=value ...]
 # Copies this checkout to the TPU VM, installs jax[tpu] and jaxad there, and runs one experiment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
