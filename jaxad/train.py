@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 from typing import Any, Callable
@@ -43,7 +44,12 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def make_optimizer(optim: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
-  """Coupled weight decay (PyTorch's `weight_decay`) before Adam/SGD; lr x `lr_decay` at each milestone epoch."""
+  """Coupled weight decay (PyTorch's `weight_decay`) before Adam/SGD; lr x `lr_decay` at each milestone epoch.
+
+  `optim.trainable`, if set, is a list of `(regex, trainable)` pairs over '/'-joined parameter names; the first
+  pattern that matches (`re.search`) decides, and a parameter no pattern matches is an error. Frozen parameters
+  get zero updates (no weight decay either), e.g. ADRA: `[('adapter|bn|head', True), ('.*', False)]`.
+  """
   lr = optax.piecewise_constant_schedule(
       optim.lr, {int(m) * steps_per_epoch: optim.lr_decay for m in optim.milestones})
   if optim.optimizer == "adam":
@@ -52,7 +58,25 @@ def make_optimizer(optim: ml_collections.ConfigDict, steps_per_epoch: int) -> op
     base = optax.sgd(lr, momentum=optim.momentum or None, nesterov=optim.nesterov)
   else:
     raise ConfigError(f"optimizer must be 'adam' or 'sgd', got {optim.optimizer!r}.")
-  return optax.chain(optax.add_decayed_weights(optim.weight_decay), base)
+  tx = optax.chain(optax.add_decayed_weights(optim.weight_decay), base)
+  rules = optim.get("trainable")
+  if not rules:
+    return tx
+  return optax.multi_transform({True: tx, False: optax.set_to_zero()},
+                               lambda params: trainable_mask(params, [(p, bool(t)) for p, t in rules]))
+
+
+def trainable_mask(params, rules: list[tuple[str, bool]]):
+  """A pytree of bools: for each parameter, the `trainable` of the first rule whose regex matches its name."""
+
+  def decide(path, _):
+    name = "/".join(str(getattr(k, "key", k)) for k in path)
+    for pattern, trainable in rules:
+      if re.search(pattern, name):
+        return trainable
+    raise ConfigError(f"No optim.trainable rule matches parameter {name!r}; end the list with ('.*', False).")
+
+  return jax.tree_util.tree_map_with_path(decide, params)
 
 
 def make_train_step(stage: Stage, steps_per_epoch: int) -> Callable:
@@ -88,11 +112,9 @@ def run_stage(stage: Stage, index: int, config, workdir: str, images: np.ndarray
               mesh, predict, *, train: bool = True) -> TrainState:
   """Trains one stage to its last step, resuming from its latest checkpoint if there is one."""
   optim = stage.optim
-  spe = pipeline.steps_per_epoch(len(images), optim.batch_size)
-  pipeline.local_batch_size(optim.batch_size)  # fails early with a clear message if not divisible
-  if spe == 0:
-    raise ConfigError(f"{stage.name}: {len(images)} training images make no full batch of {optim.batch_size}; "
-                      "lower the batch size.")
+  make_batches = stage.batches or pipeline.train_batches
+  data, spe = make_batches(images, global_batch_size=optim.batch_size, seed=config.seed * 1000 + index,
+                           num_epochs=optim.epochs)
   total = optim.epochs * spe
   tx = make_optimizer(optim, spe)
   rng = jax.random.fold_in(jax.random.key(config.seed), index)
@@ -105,16 +127,14 @@ def run_stage(stage: Stage, index: int, config, workdir: str, images: np.ndarray
     raise ConfigError(f"--mode=eval needs a trained checkpoint in {ckpt.directory}; run --mode=train first.")
   start = int(state.step)
   if train and start < total:
-    state = _train_loop(stage, index, config, workdir, images, state, mesh, ckpt, spe, total, start)
+    state = _train_loop(stage, config, workdir, data, state, mesh, ckpt, spe, total, start)
   ckpt.close()
   return state
 
 
-def _train_loop(stage, index, config, workdir, images, state, mesh, ckpt, spe, total, start):
+def _train_loop(stage, config, workdir, data, state, mesh, ckpt, spe, total, start):
   step_fn = jax.jit(make_train_step(stage, spe), in_shardings=(parallel.replicated(mesh), parallel.data_sharded(mesh)),
                     out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)), donate_argnums=0)
-  data = pipeline.train_batches(image=images, global_batch_size=stage.optim.batch_size,
-                                seed=config.seed * 1000 + index, num_epochs=stage.optim.epochs)
   bs = stage.optim.batch_size
   bar = tqdm.tqdm(total=total, initial=start, desc=stage.name, unit="step", file=sys.stderr, dynamic_ncols=True,
                   mininterval=1.0 if sys.stderr.isatty() else 30.0, disable=jax.process_index() != 0)

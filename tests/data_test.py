@@ -95,13 +95,13 @@ def test_tfds_source_reads_mock_data_without_tensorflow():
 
 def test_train_batches_are_deterministic_reshuffled_per_epoch_and_drop_the_remainder():
   x = np.arange(10, dtype=np.float32)[:, None]
-  ds = pipeline.train_batches(image=x, global_batch_size=8 * 1, seed=3, num_epochs=3)
-  assert len(ds) == 3  # one full batch of 8 per epoch, remainder dropped
-  again = pipeline.train_batches(image=x, global_batch_size=8, seed=3, num_epochs=3)
+  ds, steps_per_epoch = pipeline.train_batches(x, global_batch_size=8, seed=3, num_epochs=3)
+  assert steps_per_epoch == 1 and len(ds) == 3  # one full batch of 8 per epoch, remainder dropped
+  again, _ = pipeline.train_batches(x, global_batch_size=8, seed=3, num_epochs=3)
   for step in range(3):
     np.testing.assert_array_equal(ds[step]["image"], again[step]["image"])  # random access = exact resume
   assert not np.array_equal(ds[0]["image"], ds[1]["image"])  # a new permutation each epoch
-  other = pipeline.train_batches(image=x, global_batch_size=8, seed=4, num_epochs=1)
+  other, _ = pipeline.train_batches(x, global_batch_size=8, seed=4, num_epochs=1)
   assert not np.array_equal(ds[0]["image"], other[0]["image"])
 
 

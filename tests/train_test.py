@@ -10,7 +10,7 @@ import pytest
 
 from jaxad import evaluate, parallel, train
 from jaxad.checkpoint import Checkpointer
-from jaxad.errors import TrainingError
+from jaxad.errors import ConfigError, TrainingError
 from jaxad.methods import hypersphere
 from jaxad.methods.base import Stage
 
@@ -102,3 +102,24 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   ckpt = Checkpointer(str(tmp_path / "checkpoints" / "pretrain"))
   assert ckpt.latest_step() == 2
   ckpt.close()
+
+
+def test_trainable_rules_freeze_exactly_the_unmatched_leaves():
+  config = tiny_config()
+  x = images(16)
+  stage = hypersphere.stages(config, x.shape[1:])[0]
+  optim = ml_collections.ConfigDict(stage.optim.to_dict())
+  optim.trainable = [("encoder/conv1|deconv", True), (".*", False)]
+  tx = train.make_optimizer(optim, steps_per_epoch=2)
+  state = train.init_state(stage, jax.random.key(0), x, None, tx, predict=None)
+  before = state.params
+  after, _ = jax.jit(train.make_train_step(stage, 2))(state, {"image": jnp.asarray(x)})
+  changed = jax.tree_util.tree_map_with_path(
+      lambda p, a, b: ("/".join(k.key for k in p), bool(jnp.any(a != b))), before, after.params)
+  changed = dict(jax.tree.leaves(changed, is_leaf=lambda t: isinstance(t, tuple)))
+  assert changed == {name: ("encoder/conv1" in name or "deconv" in name) for name in changed}, changed
+  assert sum(changed.values()) == 4  # conv1 + deconv1..3 (the MNIST AE)
+
+  optim.trainable = [("conv", True)]
+  with pytest.raises(ConfigError, match="No optim.trainable rule matches parameter 'encoder/fc1/kernel'"):
+    train.make_optimizer(optim, 2).init(before)

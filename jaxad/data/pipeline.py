@@ -35,24 +35,20 @@ def local_batch_size(global_batch_size: int) -> int:
   return global_batch_size // n_proc
 
 
-def train_batches(*, global_batch_size: int, seed: int, num_epochs: int, **arrays: np.ndarray) -> grain.MapDataset:
-  """Shuffled training batches: `ds[step]` is this process's part of the global batch of `step`.
+def train_batches(images: np.ndarray, *, global_batch_size: int, seed: int,
+                  num_epochs: int) -> tuple[grain.MapDataset, int]:
+  """Shuffled batches of normal images: `(ds, steps_per_epoch)`; `ds[step]` is this process's part of that step.
 
   Each epoch is a fresh permutation (grain folds the epoch into the shuffle seed); the last partial batch of an
   epoch is dropped so every step has the same shape and the train step compiles once.
   """
-  n = len(next(iter(arrays.values())))
-  if n < global_batch_size:
-    raise ConfigError(f"Only {n} training examples, fewer than one batch of {global_batch_size}: lower the batch "
-                      "size.")
-  ds = grain.MapDataset.source(_Examples(**arrays)).shuffle(seed=seed)
-  ds = ds[jax.process_index()::jax.process_count()]
-  ds = ds.batch(local_batch_size(global_batch_size), drop_remainder=True)
-  return ds.repeat(num_epochs)
-
-
-def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
-  return num_examples // global_batch_size
+  local = local_batch_size(global_batch_size)
+  if len(images) < global_batch_size:
+    raise ConfigError(f"Only {len(images)} training images, fewer than one batch of {global_batch_size}: lower the "
+                      "batch size.")
+  ds = grain.MapDataset.source(_Examples(image=images)).shuffle(seed=seed)
+  ds = ds[jax.process_index()::jax.process_count()].batch(local, drop_remainder=True)
+  return ds.repeat(num_epochs), len(images) // global_batch_size
 
 
 def eval_batches(global_batch_size: int, **arrays: np.ndarray) -> Iterator[tuple[dict, int]]:

@@ -36,6 +36,9 @@ class Stage:
     init_extra: `(variables, predict, images) -> extra`: the method's own non-gradient state (centers, radii).
     update_extra: `(extra, aux, epoch) -> extra`, run inside the jitted step after the optimizer update.
     score: `(variables, extra, batch) -> {scorer: [B] scores}`, higher = more anomalous, eval mode.
+    batches: `(images, *, global_batch_size, seed, num_epochs) -> (grain.MapDataset, steps_per_epoch)` where
+      `ds[step]` is a dict batch; default `jaxad.data.pipeline.train_batches` (shuffled normal images). Methods with
+      outlier exposure mix their OE images in here.
   """
   name: str
   model: nn.Module
@@ -45,3 +48,4 @@ class Stage:
   init_extra: Callable[..., Any] | None = None
   update_extra: Callable[..., Any] | None = None
   score: Callable[..., Any] | None = None
+  batches: Callable[..., Any] | None = None
