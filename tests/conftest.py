@@ -34,3 +34,11 @@ def data_dir() -> str:
       pytest.fail(f"JAXAD_DATA_DIR={path} has no {name}.npz; make it with "
                   "`python3 ../shared/datasets/imgcodec.py export DIR`.")
   return path
+
+
+@pytest.fixture
+def x64():
+  """Float64 for one test (finite-difference gradient checks need it); the flag stays local to the test."""
+  import jax  # pylint: disable=g-import-not-at-top  (after XLA_FLAGS is set above)
+  with jax.enable_x64(True):
+    yield

@@ -11,12 +11,6 @@ from jax.test_util import check_grads
 from jaxad import losses
 
 
-@pytest.fixture
-def x64():
-  # Finite-difference gradient checks need float64; the context keeps the flag local to one test.
-  with jax.enable_x64(True):
-    yield
-
 
 def _rng(seed=0):
   return np.random.default_rng(seed)

@@ -12,11 +12,6 @@ from scipy import special
 from jaxad import scores
 
 
-@pytest.fixture
-def x64():
-  with jax.enable_x64(True):
-    yield
-
 
 def _rng(seed=0):
   return np.random.default_rng(seed)
