@@ -211,11 +211,12 @@ def _run_one(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict
   mesh = parallel.make_mesh()
   stages = get_method(config.method)(config, task.x_train.shape[1:])
   predict = evaluate.make_predict(mesh, config.eval.batch_size)
-  state = None
+  state, raw = None, {}
   for i, stage in enumerate(stages):
     state = run_stage(stage, i, config, workdir, task.x_train, state, mesh, predict, train=mode == "train")
-  final = stages[-1]
-  raw = predict(lambda v, b: final.score(v[0], v[1], b), (state.variables, state.extra), task.x_test)
+    if stage.score is not None:  # every stage that can score is evaluated, e.g. the AE's reconstruction error
+      raw.update(predict(lambda v, b, score=stage.score: score(v[0], v[1], b), (state.variables, state.extra),
+                         task.x_test))
   summary = evaluate.write_results(workdir, raw, task.test_labels, task.test_classes)
   _log(f"{workdir}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items() if k.endswith("auroc")))
   return summary

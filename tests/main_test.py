@@ -35,6 +35,7 @@ def test_runlocal_on_real_cifar10_writes_every_result(config, data_dir, tmp_path
     assert (tmp_path / name).exists(), name
   summary = json.loads((tmp_path / "summary.json").read_text())
   assert 0.0 < summary["test/hypersphere/auroc"] < 1.0
+  assert 0.0 < summary["test/reconstruction/auroc"] < 1.0  # the pretrained autoencoder is scored too
   records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert {r["stage"] for r in records} == {"pretrain", "train"}
   assert all(np.isfinite(r["loss"]) and r["img_per_s"] > 0 for r in records)
