@@ -205,11 +205,12 @@ def results_table(results: dict[int, dict[str, float]]) -> str:
 
 
 def _run_one(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict[str, float]:
-  task = make_task(config.data)  # before touching the workdir: a data error leaves nothing behind
+  # Data and stages first (they may load datasets or source weights): a user error leaves no workdir behind.
+  task = make_task(config.data)
+  stages = get_method(config.method)(config, task.x_train.shape[1:])
   os.makedirs(workdir, exist_ok=True)
   _check_config_json(config, workdir)
   mesh = parallel.make_mesh()
-  stages = get_method(config.method)(config, task.x_train.shape[1:])
   predict = evaluate.make_predict(mesh, config.eval.batch_size)
   state, raw = None, {}
   for i, stage in enumerate(stages):

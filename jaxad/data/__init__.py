@@ -1,6 +1,11 @@
 """Data: sources (tfds, local npz archives, sklearn digits), protocols, transforms and grain pipelines.
 
 `make_task(config.data)` is the entry point: load -> protocol -> preprocessing, giving float32 NHWC arrays.
+`make_oe(config.oe, config.data)` loads an outlier-exposure set (e.g. CIFAR-100 train for CIFAR-10) with the same
+preprocessing as the normal data; `jaxad.data.oe` mixes it into the training batches.
+
+Preprocessing (`data.preprocess`): 'gcn_l1_minmax' (Deep SVDD / MOCCA), 'standardize' (TransferAD: [0, 1], then
+the per-channel CIFAR mean/std of `transforms.STANDARDIZE_STATS`) or 'unit' ([0, 1] only).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import numpy as np
 from jaxad.data import protocols, sources, transforms
 from jaxad.errors import ConfigError
 
-PREPROCESSING = ("gcn_l1_minmax", "unit")
+PREPROCESSING = ("gcn_l1_minmax", "standardize", "unit")
 
 
 def make_task(data: ml_collections.ConfigDict) -> protocols.Task:
@@ -28,9 +33,47 @@ def make_task(data: ml_collections.ConfigDict) -> protocols.Task:
     x_train, x_test = transforms.gcn_l1(x_train), transforms.gcn_l1(x_test)
     lo, hi = _minmax(data, x_train)
     x_train, x_test = transforms.minmax_scale(x_train, lo, hi), transforms.minmax_scale(x_test, lo, hi)
+  elif data.preprocess == "standardize":
+    mean, std = _standardize_stats(data.name)
+    x_train, x_test = transforms.standardize(x_train, mean, std), transforms.standardize(x_test, mean, std)
   if data.image_size:
     x_train, x_test = transforms.resize(x_train, data.image_size), transforms.resize(x_test, data.image_size)
   return dataclasses.replace(task, x_train=x_train, x_test=x_test)
+
+
+def make_oe(oe: ml_collections.ConfigDict, data: ml_collections.ConfigDict) -> np.ndarray:
+  """The outlier-exposure images `oe.name` (split `oe.split`, all classes), preprocessed like the normal data.
+
+  `oe.limit` > 0 keeps a fixed random subset (seed 0) for quick runs. Standardisation uses the *normal* dataset's
+  constants (TransferAD normalises its CIFAR-100 OE with the CIFAR-10 mean/std), so both live on one scale.
+
+  Returns:
+    float32 [N_oe, H, W, C] images with the normal data's shape.
+  """
+  if data.preprocess not in ("standardize", "unit"):
+    raise ConfigError(f"Outlier exposure supports data.preprocess 'standardize' or 'unit', got {data.preprocess!r} "
+                      "(its per-class min-max has no meaning for OE images).")
+  if oe.split not in ("train", "test"):
+    raise ConfigError(f"oe.split must be 'train' or 'test', got {oe.split!r}.")
+  if oe.name == data.name:
+    raise ConfigError(f"oe.name={oe.name!r} is the normal dataset itself: its images include the test anomalies.")
+  arrays = sources.load(oe.name, source=oe.source, data_dir=oe.data_dir or data.data_dir or None)
+  x = arrays.x_train if oe.split == "train" else arrays.x_test
+  if oe.limit and oe.limit < len(x):
+    x = x[np.sort(np.random.default_rng(0).permutation(len(x))[:oe.limit])]
+  x = transforms.to_unit(x)
+  if data.preprocess == "standardize":
+    x = transforms.standardize(x, *_standardize_stats(data.name))
+  if data.image_size:
+    x = transforms.resize(x, data.image_size)
+  return x
+
+
+def _standardize_stats(name: str):
+  if name not in transforms.STANDARDIZE_STATS:
+    raise ConfigError(f"data.preprocess='standardize' has mean/std constants only for "
+                      f"{sorted(transforms.STANDARDIZE_STATS)}, not {name!r}; use 'unit'.")
+  return transforms.STANDARDIZE_STATS[name]
 
 
 def _minmax(data, x_train_gcn):

@@ -1,5 +1,9 @@
 """Deterministic whole-array preprocessing (done once on the host, before the grain pipeline).
 
+TransferAD / Classification-AD preprocessing ('standardize'): images to [0, 1], then per-channel
+(x - mean) / std with fixed CIFAR constants (125.3, 123.0, 113.9) / 255 and (63.0, 62.1, 66.7) / 255, used for the
+CIFAR-10 normal data and the CIFAR-100 outlier exposure alike.
+
 Deep SVDD's CIFAR/MNIST preprocessing: images to [0, 1], per-image global contrast normalisation with the L1 scale
 (subtract the image's mean over all pixels and channels, divide by its mean absolute deviation), then min-max
 scaling to [0, 1] with one (min, max) pair per *normal class*, applied to train and test alike.
@@ -25,10 +29,28 @@ CIFAR10_GCN_L1_MINMAX = (
 )
 PUBLISHED_MINMAX = {"cifar10": CIFAR10_GCN_L1_MINMAX}
 
+# TransferAD's `util/cifar.py` (= Classification-AD's) Normalize constants: (125.3, 123.0, 113.9) / 255 and
+# (63.0, 62.1, 66.7) / 255, shared by CIFAR-10 and its CIFAR-100 outlier exposure.
+CIFAR_MEAN = (125.3 / 255.0, 123.0 / 255.0, 113.9 / 255.0)
+CIFAR_STD = (63.0 / 255.0, 62.1 / 255.0, 66.7 / 255.0)
+STANDARDIZE_STATS = {"cifar10": (CIFAR_MEAN, CIFAR_STD), "cifar100": (CIFAR_MEAN, CIFAR_STD)}
+
 
 def to_unit(x: np.ndarray) -> np.ndarray:
   """uint8 [N, H, W, C] -> float32 in [0, 1] (torchvision's ToTensor)."""
   return x.astype(np.float32) / 255.0
+
+
+def standardize(x: np.ndarray, mean=CIFAR_MEAN, std=CIFAR_STD) -> np.ndarray:
+  """Per-channel (x - mean) / std of [N, H, W, C] images in [0, 1] (torchvision's Normalize).
+
+  >>> float(standardize(np.full((1, 1, 1, 3), 125.3 / 255, np.float32))[0, 0, 0, 0])
+  0.0
+  """
+  mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+  if x.shape[-1] != mean.shape[-1]:
+    raise ValueError(f"standardize: images have {x.shape[-1]} channels, mean/std have {mean.shape[-1]}.")
+  return ((x - mean) / std).astype(np.float32)
 
 
 def gcn_l1(x: np.ndarray) -> np.ndarray:

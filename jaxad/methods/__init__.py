@@ -1,12 +1,19 @@
 """Method registry: name -> `stages(config, input_shape) -> list[Stage]` (see `jaxad.methods.base`)."""
 
 from jaxad.errors import ConfigError
-from jaxad.methods import hypersphere
+from jaxad.methods import hypersphere, transfer
 
 METHODS = {
     # Deep SVDD and MOCCA are one method with one or several layers; the configs set the papers' recipes.
     "dsvdd": hypersphere.stages,
     "mocca": hypersphere.stages,
+    # Deecke et al. 2021 and its baselines: one ResNet26 fine-tuned from source weights; the configs pick the loss,
+    # the regulariser and the trainable parameters (see jaxad.methods.transfer).
+    "adib": transfer.stages,
+    "adra": transfer.stages,
+    "hsc": transfer.stages,
+    "sad": transfer.stages,
+    "dsvdd_resnet26": transfer.stages,
 }
 
 
