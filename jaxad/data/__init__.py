@@ -21,6 +21,17 @@ from jaxad.errors import ConfigError
 PREPROCESSING = ("gcn_l1_minmax", "standardize", "unit")
 
 
+def default_config(**overrides) -> ml_collections.ConfigDict:
+  """Every `config.data` key `make_task` reads; methods' base configs override the defaults they need."""
+  c = ml_collections.ConfigDict(dict(
+      name="cifar10", source="auto", data_dir="", protocol="one_vs_rest", normal_class=0,
+      normal_classes=(),  # several classes -> one run per class and a results table (see jaxad.train)
+      preprocess="gcn_l1_minmax", minmax="published", image_size=0,
+      train_limit=0, test_limit=0))  # > 0: a fixed random subset (seed 0) for quick runs
+  c.update(overrides)
+  return c
+
+
 def make_task(data: ml_collections.ConfigDict) -> protocols.Task:
   """Loads `data.name`, applies `data.protocol` and the preprocessing; images come back float32 [N, H, W, C]."""
   if data.preprocess not in PREPROCESSING:

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxad import losses, scores
+from jaxad import data, losses, scores
 from jaxad.errors import ConfigError
 from jaxad.methods.base import Stage
 from jaxad.models import get_model
@@ -123,9 +123,7 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = "dsvdd"
   c.seed = 1
-  c.data = dict(name="cifar10", source="auto", data_dir="", protocol="one_vs_rest", normal_class=0,
-                normal_classes=(), preprocess="gcn_l1_minmax", minmax="published", image_size=0, train_limit=0,
-                test_limit=0)
+  c.data = data.default_config()
   c.model = dict(name="lenet_cifar10", rep_dim=128, ae_variant="dsvdd")
   adam = dict(optimizer="adam", momentum=0.0, nesterov=False, weight_decay=0.5e-6, lr_decay=0.1)
   c.pretrain = dict(epochs=350, batch_size=200, lr=1e-4, milestones=(250,), **adam)

@@ -44,7 +44,7 @@ import ml_collections
 import numpy as np
 
 from jaxad import losses, scores
-from jaxad.data import make_oe, oe as oe_data, transforms
+from jaxad.data import default_config as default_data_config, make_oe, oe as oe_data, transforms
 from jaxad.errors import ConfigError, DataError
 from jaxad.methods.base import Stage
 from jaxad.models import get_model
@@ -189,9 +189,7 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = "adib"
   c.seed = 1
-  c.data = dict(name="cifar10", source="auto", data_dir="", protocol="one_vs_rest", normal_class=0,
-                normal_classes=(), preprocess="standardize", minmax="computed", image_size=0, train_limit=0,
-                test_limit=0)
+  c.data = default_data_config(preprocess="standardize", minmax="computed")
   c.oe = dict(name="cifar100", source="auto", data_dir="", split="train", limit=0, per_batch=64)
   c.model = dict(name="resnet26_transferad", adapters=False, adapter_init="he")
   c.transfer = dict(source="random")
