@@ -99,3 +99,14 @@ def test_missing_data_dir_in_environment_says_how_to_get_the_data(tmp_path):
   out = jaxad_main("--config=configs/mocca_cifar10.py", f"--workdir={tmp_path}", "--config.data.source=npz",
                    data_dir="", timeout=120)
   assert out.returncode == 2 and "needs a folder with cifar10.npz" in out.stderr, out.stderr
+
+
+def test_quickstart_runs_every_class_and_prints_the_table(tmp_path):
+  out = jaxad_main("--config=configs/quickstart.py:runlocal", f"--workdir={tmp_path}")  # classes 0 and 1 of digits
+  assert out.returncode == 0, out.stderr[-3000:]
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  per_class = [summary[f"class_{k}/test/hypersphere/auroc"] for k in (0, 1)]
+  assert summary["mean/test/hypersphere/auroc"] == pytest.approx(np.mean(per_class))
+  table = (tmp_path / "results.md").read_text()
+  assert table.strip() in out.stdout and "| **mean** |" in table
+  assert (tmp_path / "class_1" / "roc.png").exists()
