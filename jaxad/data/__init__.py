@@ -53,7 +53,7 @@ def make_task(data: ml_collections.ConfigDict) -> protocols.Task:
 
 
 def make_oe(oe: ml_collections.ConfigDict, data: ml_collections.ConfigDict) -> np.ndarray:
-  """The outlier-exposure images `oe.name` (split `oe.split`, all classes), preprocessed like the normal data.
+  """The outlier-exposure images `oe.name` (any split `oe.split`, all classes), preprocessed like the normal data.
 
   `oe.limit` > 0 keeps a fixed random subset (seed 0) for quick runs. Standardisation uses the *normal* dataset's
   constants (TransferAD normalises its CIFAR-100 OE with the CIFAR-10 mean/std), so both live on one scale.
@@ -64,12 +64,10 @@ def make_oe(oe: ml_collections.ConfigDict, data: ml_collections.ConfigDict) -> n
   if data.preprocess not in ("standardize", "unit"):
     raise ConfigError(f"Outlier exposure supports data.preprocess 'standardize' or 'unit', got {data.preprocess!r} "
                       "(its per-class min-max has no meaning for OE images).")
-  if oe.split not in ("train", "test"):
-    raise ConfigError(f"oe.split must be 'train' or 'test', got {oe.split!r}.")
   if oe.name == data.name:
     raise ConfigError(f"oe.name={oe.name!r} is the normal dataset itself: its images include the test anomalies.")
-  arrays = sources.load(oe.name, source=oe.source, data_dir=oe.data_dir or data.data_dir or None)
-  x = arrays.x_train if oe.split == "train" else arrays.x_test
+  # Any split of the OE dataset: CIFAR-100 'train', STL-10 'unlabelled', SVHN 'extra', ...
+  x, _ = sources.load_split(oe.name, oe.split, source=oe.source, data_dir=oe.data_dir or data.data_dir or None)
   if oe.limit and oe.limit < len(x):
     x = x[np.sort(np.random.default_rng(0).permutation(len(x))[:oe.limit])]
   x = transforms.to_unit(x)

@@ -3,6 +3,9 @@
 * `one_vs_rest`: one class is normal, the other classes are anomalies (Ruff et al. 2018; Deecke Table 5).
 * `leave_one_out`: the semantic benchmark of Ahmed & Courville (2020) / Deecke Table 2 (TransferAD's `hold_one_out`):
   every class but one is normal, the held-out class is the anomaly. The class argument names the *held-out* class.
+* `small_modes`: Deecke et al. 2021 section 5.4: the normal data mixes a primary class with a minor mode of a
+  secondary class of relative amplitude r; both are normal at test time. Its keyword arguments (`primary`,
+  `secondary`, `r`, `seed`) go beyond the `(arrays, class)` of the two above.
 """
 
 from __future__ import annotations
@@ -22,6 +25,17 @@ class Task:
   x_test: np.ndarray
   test_labels: np.ndarray
   test_classes: np.ndarray  # the original class of each test image, for per-class breakdowns
+  secondary_class: int | None = None  # small_modes: the minor normal mode (see `test_secondary`)
+
+  @property
+  def test_secondary(self) -> np.ndarray | None:
+    """small_modes: bool [N_test], True for the secondary class's test images (normal, label 0); else None.
+
+    Primary AUROC = AUROC over `~test_secondary` (primary vs. anomalies), secondary AUROC over
+    `test_secondary | test_labels == 1` (secondary vs. anomalies). Derived from `test_classes`, so it stays aligned
+    when the test set is subsampled.
+    """
+    return None if self.secondary_class is None else self.test_classes == self.secondary_class
 
 
 def one_vs_rest(arrays: Arrays, normal_class: int) -> Task:
@@ -46,7 +60,58 @@ def leave_one_out(arrays: Arrays, held_out_class: int) -> Task:
   return Task(x_train, arrays.x_test, labels, arrays.y_test)
 
 
-PROTOCOLS = {"one_vs_rest": one_vs_rest, "leave_one_out": leave_one_out}
+def small_modes(arrays: Arrays, primary: int, *, secondary: int | None = None, r: float | None = None,
+                seed: int = 0) -> Task:
+  """Two normal modes: all of `primary`'s train images plus a minor mode of `secondary` with amplitude `r`.
+
+  Deecke et al. (2021), section 5.4: S_n ~ 1/(r+1) P_primary + r/(r+1) P_secondary, r in [0, 1] (CIFAR-10 ship +
+  truck in the paper). jaxad keeps every primary train image (n_a) and a seeded random subset of
+  n_b = round(r * n_a) secondary train images, so the secondary share n_b / (n_a + n_b) is r/(r+1) up to rounding
+  (r=1: 5,000 + 5,000 on CIFAR-10; r=0: the primary class alone). If the secondary class has fewer than r * n_a
+  images, all of them are kept and the primary class is subsampled to round(n_b / r) instead, so the ratio holds.
+  The test set is the full test set, label 1 = any class other than primary and secondary; `Task.test_secondary`
+  marks the secondary test images for the primary (primary vs. anomalies) and secondary (secondary vs. anomalies)
+  AUROCs. Training images keep the dataset's order.
+
+  Args:
+    arrays: a labelled dataset.
+    primary: the major normal class y_a.
+    secondary: the minor normal class y_b (!= primary).
+    r: minor-mode amplitude in [0, 1].
+    seed: picks the secondary (or primary) subset.
+
+  Returns:
+    A `Task` with `secondary_class=secondary`.
+  """
+  if secondary is None or r is None:  # e.g. called as PROTOCOLS['small_modes'](arrays, normal_class)
+    raise ConfigError("Protocol 'small_modes' needs a secondary class and a minor-mode amplitude r in [0, 1]: "
+                      "protocols.small_modes(arrays, primary=..., secondary=..., r=..., seed=...).")
+  for what, k in (("primary", primary), ("secondary", secondary)):
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < arrays.num_classes:
+      raise ConfigError(f"small_modes: {what} class {k!r} is out of range for a dataset with {arrays.num_classes} "
+                        "classes.")
+  if primary == secondary:
+    raise ConfigError(f"small_modes: primary and secondary must be different classes, both are {primary}.")
+  if isinstance(r, bool) or not isinstance(r, (int, float, np.integer, np.floating)) or not 0.0 <= r <= 1.0:
+    raise ConfigError(f"small_modes: the minor-mode amplitude r must be a number in [0, 1], got {r!r}.")
+  idx_a = np.flatnonzero(arrays.y_train == primary)
+  idx_b = np.flatnonzero(arrays.y_train == secondary)
+  if not len(idx_a) or (r > 0 and not len(idx_b)):
+    raise ConfigError(f"small_modes: no training images of class {primary if not len(idx_a) else secondary}.")
+  rng = np.random.default_rng(seed)
+  n_b = int(round(r * len(idx_a)))
+  if n_b > len(idx_b):  # too few secondary images: keep them all and shrink the primary mode instead
+    n_b = len(idx_b)
+    idx_a = np.sort(rng.choice(idx_a, size=int(round(n_b / r)), replace=False))
+  idx_b = np.sort(rng.choice(idx_b, size=n_b, replace=False))
+  keep = np.sort(np.concatenate([idx_a, idx_b]))
+  labels = ~np.isin(arrays.y_test, (primary, secondary))
+  return Task(arrays.x_train[keep], arrays.x_test, labels.astype(np.int32), arrays.y_test,
+              secondary_class=int(secondary))
+
+
+# Builders by name, each called as f(arrays, class, **kwargs); small_modes also needs secondary= and r=.
+PROTOCOLS = {"one_vs_rest": one_vs_rest, "leave_one_out": leave_one_out, "small_modes": small_modes}
 
 
 def get_protocol(name: str):

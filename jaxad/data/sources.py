@@ -10,6 +10,11 @@ pipelines never care where the data came from.
   config's `data.data_dir` or the environment variable `JAXAD_DATA_DIR`.
 * `digits`: scikit-learn's 8x8 handwritten digits, shipped inside scikit-learn: the embedded default that needs no
   download (1,797 images, split in half, stratified, with a fixed seed).
+
+`load` gives the labelled train/test pair; `load_split(name, split)` reads one split, including the extra ones a
+dataset has beyond train/test: STL-10's 100,000 `unlabelled` 96x96 images (Deecke et al. 2021's OE corpus for STL-10)
+and SVHN's 531,131 `extra` images. In a `<name>.npz` an extra split is stored as `x_<split>` (and `y_<split>` when it
+is labelled), e.g. `x_unlabelled` in `stl10.npz`; `load` never reads it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import zipfile
 
 import numpy as np
 
-from jaxad.errors import DataError
+from jaxad.errors import ConfigError, DataError
 
 DATA_DIR_ENV = "JAXAD_DATA_DIR"
 
@@ -40,20 +45,45 @@ class Arrays:
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
+  """Where a dataset comes from and what it holds.
+
+  `how_to_get` is shown in errors (formatted with `name`); `extra_splits` are the splits besides 'train'/'test' that
+  `load_split` reads (the tfds split of the same name); `unlabelled_splits` are those without labels.
+  """
   tfds_name: str | None
   shape: tuple[int, int, int]
   num_classes: int
   how_to_get: str
+  extra_splits: tuple[str, ...] = ()
+  unlabelled_splits: tuple[str, ...] = ()
+
+  @property
+  def splits(self) -> tuple[str, ...]:
+    return ("train", "test") + self.extra_splits
 
 
 _EXPORT_HINT = ("python3 ../shared/datasets/imgcodec.py export DIR (from a jaxad checkout) or save your own arrays "
                 "with np.savez(DIR/{name}.npz, x_train=..., y_train=..., x_test=..., y_test=...), then set "
                 f"{DATA_DIR_ENV}=DIR or data.data_dir=DIR")
 
+_STL10_HINT = ("with internet, source='tfds' (tfds name 'stl10': 5,000 train + 8,000 test labelled and 100,000 "
+               "'unlabelled' 96x96 images, a 2.6 GB download on first use); offline, convert the binary files of "
+               "https://cs.stanford.edu/~acoates/stl10/ (images stored column-major: transpose each to HWC, labels "
+               "1..10 -> 0..9) with np.savez(DIR/{name}.npz, x_train=..., y_train=..., x_test=..., y_test=..., "
+               f"x_unlabelled=...) (uint8 [N, 96, 96, 3]), then set {DATA_DIR_ENV}=DIR or data.data_dir=DIR")
+_SVHN_HINT = ("with internet, source='tfds' (tfds name 'svhn_cropped': 73,257 train, 26,032 test and 531,131 'extra' "
+              "32x32 digits); offline, convert train_32x32.mat / test_32x32.mat (optionally extra_32x32.mat) of "
+              "http://ufldl.stanford.edu/housenumbers/ (scipy.io.loadmat; X is [32, 32, 3, N]: move N first; label 10 "
+              "means digit 0) with np.savez(DIR/{name}.npz, x_train=..., y_train=..., x_test=..., y_test=..., "
+              f"x_extra=..., y_extra=...), then set {DATA_DIR_ENV}=DIR or data.data_dir=DIR")
+
 DATASETS = {
     "cifar10": DatasetInfo("cifar10", (32, 32, 3), 10, _EXPORT_HINT),
     "cifar100": DatasetInfo("cifar100", (32, 32, 3), 100, _EXPORT_HINT),
     "mnist": DatasetInfo("mnist", (28, 28, 1), 10, _EXPORT_HINT),
+    "stl10": DatasetInfo("stl10", (96, 96, 3), 10, _STL10_HINT, extra_splits=("unlabelled",),
+                         unlabelled_splits=("unlabelled",)),
+    "svhn": DatasetInfo("svhn_cropped", (32, 32, 3), 10, _SVHN_HINT, extra_splits=("extra",)),
     "digits": DatasetInfo(None, (8, 8, 1), 10, "it ships inside scikit-learn (pip install scikit-learn)"),
 }
 
@@ -69,6 +99,24 @@ def resolve_data_dir(data_dir: str | None) -> str | None:
   return data_dir or os.environ.get(DATA_DIR_ENV) or None
 
 
+def _hint(name: str) -> str:
+  """How to get dataset `name` (its `<name>.npz` or tfds), for error messages."""
+  info = DATASETS.get(name)
+  return (info.how_to_get if info else _EXPORT_HINT).format(name=name)
+
+
+def _resolve_source(name: str, source: str, data_dir: str | None) -> str:
+  """'npz' or 'tfds' for a non-digits dataset; 'auto' is npz when a data dir is set."""
+  if source == "auto":
+    source = "npz" if data_dir else "tfds"
+  if source not in ("npz", "tfds"):
+    raise DataError(f"Unknown data source {source!r}; valid: 'auto', 'npz', 'tfds', 'digits'.")
+  if source == "npz" and not data_dir:
+    raise DataError(f"source='npz' needs a folder with {name}.npz: set data.data_dir or {DATA_DIR_ENV}. "
+                    f"To make it: {_hint(name)}.")
+  return source
+
+
 def load(name: str, *, source: str = "auto", data_dir: str | None = None) -> Arrays:
   """Loads dataset `name` from `source` in {'auto', 'npz', 'tfds', 'digits'}.
 
@@ -80,70 +128,145 @@ def load(name: str, *, source: str = "auto", data_dir: str | None = None) -> Arr
     if source not in ("auto", "digits"):
       raise DataError(f"Dataset 'digits' only comes from scikit-learn (source='digits'), not {source!r}.")
     return load_digits()
-  if source == "auto":
-    source = "npz" if data_dir else "tfds"
+  source = _resolve_source(name, source, data_dir)
   if source == "npz":
-    if not data_dir:
-      raise DataError(f"source='npz' needs a folder with {name}.npz: set data.data_dir or {DATA_DIR_ENV}. "
-                      f"To make it: {info.how_to_get.format(name=name)}.")
     return load_npz(os.path.join(data_dir, f"{name}.npz"), expected_shape=info.shape)
-  if source == "tfds":
-    return load_tfds(info.tfds_name, data_dir=None)
-  raise DataError(f"Unknown data source {source!r}; valid: 'auto', 'npz', 'tfds', 'digits'.")
+  return load_tfds(info.tfds_name, hint=_hint(name))
 
 
-def load_npz(path: str, *, expected_shape: tuple[int, int, int] | None = None) -> Arrays:
-  """Reads an `x_train, y_train, x_test, y_test` archive and checks it thoroughly."""
-  name = os.path.splitext(os.path.basename(path))[0]
-  hint = _EXPORT_HINT.format(name=name)
+def load_split(name: str, split: str, *, source: str = "auto",
+               data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+  """Reads one split of dataset `name`, e.g. `load_split('stl10', 'unlabelled')` for STL-10's OE corpus.
+
+  Args:
+    name: a key of `DATASETS`.
+    split: 'train', 'test' or one of the dataset's `extra_splits` ('unlabelled' for stl10, 'extra' for svhn).
+    source: 'auto', 'npz' or 'tfds' as in `load` ('digits' for digits). An npz stores split s as `x_<s>` and,
+      when labelled, `y_<s>`.
+    data_dir: folder of `<name>.npz`; default $JAXAD_DATA_DIR.
+
+  Returns:
+    `(x, y)`: uint8 [N, H, W, C] images and int64 [N] labels, or `y = None` for the dataset's
+    `unlabelled_splits` (STL-10's 'unlabelled', whose tfds labels are all -1) and for an npz extra split stored
+    without `y_<split>`.
+  """
+  info = get_info(name)
+  if split not in info.splits:
+    raise ConfigError(f"Dataset {name!r} has no split {split!r}; valid: {list(info.splits)}.")
+  data_dir = resolve_data_dir(data_dir)
+  if name == "digits":
+    arrays = load(name, source=source)
+    return (arrays.x_train, arrays.y_train) if split == "train" else (arrays.x_test, arrays.y_test)
+  source = _resolve_source(name, source, data_dir)
+  hint = _hint(name)
+  if source == "npz":
+    path = os.path.join(data_dir, f"{name}.npz")
+    # train/test must have labels; an unlabelled split's are ignored; another extra split's are read if present.
+    labelled = False if split in info.unlabelled_splits else (None if split in info.extra_splits else True)
+    return _read_npz_split(path, split, labelled=labelled, expected_shape=info.shape, hint=hint)
+  return _read_tfds_split(info.tfds_name, split, data_dir=None, labelled=split not in info.unlabelled_splits,
+                          hint=hint)
+
+
+def _open_npz(path: str, hint: str):
   if not os.path.exists(path):
     raise DataError(f"Dataset file {path} does not exist. To make it: {hint}.")
   try:
-    with np.load(path, allow_pickle=False) as f:
+    return np.load(path, allow_pickle=False)
+  except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    raise DataError(f"{path} is not a readable .npz archive ({e}). Re-create it: {hint}.") from e
+
+
+def _check_split(path: str, split: str, x: np.ndarray, y: np.ndarray | None,
+                 expected_shape: tuple[int, int, int] | None, hint: str) -> tuple[np.ndarray, np.ndarray | None]:
+  """Validates one split's arrays (uint8 NHWC images, integer labels of the same length)."""
+  if x.ndim == 3:  # grayscale stored without a channel axis
+    x = x[..., None]
+  problem = None
+  if x.dtype != np.uint8:
+    problem = f"x_{split} has dtype {x.dtype}, expected uint8 images in [0, 255]"
+  elif x.ndim != 4:
+    problem = f"x_{split} has shape {x.shape}, expected [N, H, W, C]"
+  elif expected_shape is not None and x.shape[1:] != tuple(expected_shape):
+    problem = f"x_{split} images are {x.shape[1:]}, expected {tuple(expected_shape)}"
+  elif y is not None and (y.ndim != 1 or len(y) != len(x)):
+    problem = f"y_{split} has shape {y.shape}, expected [{len(x)}] labels"
+  elif y is not None and not np.issubdtype(y.dtype, np.integer):
+    problem = f"y_{split} has dtype {y.dtype}, expected integer labels"
+  if problem:
+    raise DataError(f"{path} is malformed: {problem}. Re-create it: {hint}.")
+  return x, (None if y is None else y.astype(np.int64))
+
+
+def _read_npz_split(path: str, split: str, *, labelled: bool | None, expected_shape, hint: str):
+  """`x_<split>` (and `y_<split>`; required when `labelled` is True, read if present when None)."""
+  try:
+    with _open_npz(path, hint) as f:
+      need = [f"x_{split}"] + ([f"y_{split}"] if labelled else [])
+      missing = [k for k in need if k not in f.files]
+      if missing:
+        raise DataError(f"{path} is malformed: missing arrays {missing} (has {sorted(f.files)}). "
+                        f"Re-create it: {hint}.")
+      x = f[f"x_{split}"]
+      y = f[f"y_{split}"] if labelled is not False and f"y_{split}" in f.files else None
+  except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    if isinstance(e, DataError):
+      raise
+    raise DataError(f"{path} is not a readable .npz archive ({e}). Re-create it: {hint}.") from e
+  return _check_split(path, split, x, y, expected_shape, hint)
+
+
+def load_npz(path: str, *, expected_shape: tuple[int, int, int] | None = None) -> Arrays:
+  """Reads an `x_train, y_train, x_test, y_test` archive and checks it thoroughly (extra arrays are not read)."""
+  hint = _hint(os.path.splitext(os.path.basename(path))[0])
+  try:
+    with _open_npz(path, hint) as f:
       missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
       if missing:
         raise DataError(f"{path} is malformed: missing arrays {missing} (has {sorted(f.files)}). "
                         f"Re-create it: {hint}.")
       arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
   except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    if isinstance(e, DataError):
+      raise
     raise DataError(f"{path} is not a readable .npz archive ({e}). Re-create it: {hint}.") from e
   for split in ("train", "test"):
-    x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-    if x.ndim == 3:  # grayscale stored without a channel axis
-      x = arrays[f"x_{split}"] = x[..., None]
-    problem = None
-    if x.dtype != np.uint8:
-      problem = f"x_{split} has dtype {x.dtype}, expected uint8 images in [0, 255]"
-    elif x.ndim != 4:
-      problem = f"x_{split} has shape {x.shape}, expected [N, H, W, C]"
-    elif expected_shape is not None and x.shape[1:] != tuple(expected_shape):
-      problem = f"x_{split} images are {x.shape[1:]}, expected {tuple(expected_shape)}"
-    elif y.ndim != 1 or len(y) != len(x):
-      problem = f"y_{split} has shape {y.shape}, expected [{len(x)}] labels"
-    elif not np.issubdtype(y.dtype, np.integer):
-      problem = f"y_{split} has dtype {y.dtype}, expected integer labels"
-    if problem:
-      raise DataError(f"{path} is malformed: {problem}. Re-create it: {hint}.")
-  return Arrays(arrays["x_train"], arrays["y_train"].astype(np.int64),
-                arrays["x_test"], arrays["y_test"].astype(np.int64))
+    arrays[f"x_{split}"], arrays[f"y_{split}"] = _check_split(path, split, arrays[f"x_{split}"],
+                                                              arrays[f"y_{split}"], expected_shape, hint)
+  return Arrays(**arrays)
 
 
-def load_tfds(tfds_name: str, *, data_dir: str | None = None) -> Arrays:
-  """Reads a whole tfds image classification dataset through `tfds.data_source` (no TensorFlow needed)."""
+def _read_tfds_split(tfds_name: str, split: str, *, data_dir: str | None, labelled: bool,
+                     hint: str) -> tuple[np.ndarray, np.ndarray | None]:
+  """One tfds split through `tfds.data_source` (no TensorFlow needed), into preallocated uint8 arrays."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (heavy; only this source needs it)
 
-  splits = {}
-  for split in ("train", "test"):
-    try:
-      src = tfds.data_source(tfds_name, split=split, data_dir=data_dir)
-    except Exception as e:  # tfds raises many kinds (network, missing builder, missing files)
-      raise DataError(
-          f"Could not get {tfds_name!r} split {split!r} through tensorflow_datasets ({type(e).__name__}: {e}). "
-          f"Without internet use a local archive instead: {_EXPORT_HINT.format(name=tfds_name)}.") from e
-    records = [src[i] for i in range(len(src))]
-    splits[f"x_{split}"] = np.stack([np.asarray(r["image"], np.uint8) for r in records])
-    splits[f"y_{split}"] = np.asarray([r["label"] for r in records], np.int64)
-  return Arrays(**splits)
+  try:
+    src = tfds.data_source(tfds_name, split=split, data_dir=data_dir)
+  except Exception as e:  # tfds raises many kinds (network, missing builder, missing files)
+    raise DataError(
+        f"Could not get {tfds_name!r} split {split!r} through tensorflow_datasets ({type(e).__name__}: {e}). "
+        f"To get it: {hint}.") from e
+  n = len(src)
+  if not n:
+    raise DataError(f"tfds {tfds_name!r} split {split!r} is empty. To get the data: {hint}.")
+  first = np.asarray(src[0]["image"], np.uint8)
+  x = np.empty((n, *first.shape), np.uint8)
+  y = np.empty(n, np.int64) if labelled else None
+  for i in range(n):
+    record = src[i]
+    x[i] = np.asarray(record["image"], np.uint8)
+    if labelled:
+      y[i] = record["label"]
+  return (x[..., None] if x.ndim == 3 else x), y
+
+
+def load_tfds(tfds_name: str, *, data_dir: str | None = None, hint: str | None = None) -> Arrays:
+  """Reads the train and test splits of a tfds image classification dataset through `tfds.data_source`."""
+  hint = hint or ("without internet use a local archive instead: " + _EXPORT_HINT.format(name=tfds_name))
+  x_train, y_train = _read_tfds_split(tfds_name, "train", data_dir=data_dir, labelled=True, hint=hint)
+  x_test, y_test = _read_tfds_split(tfds_name, "test", data_dir=data_dir, labelled=True, hint=hint)
+  return Arrays(x_train, y_train, x_test, y_test)
 
 
 def load_digits() -> Arrays:
