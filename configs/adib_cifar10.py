@@ -5,7 +5,8 @@ r"""ADIB (Deecke et al. 2021) on CIFAR-10: ResNet26 from source weights, BCE aga
 
 Arguments: protocol ('one_vs_rest' or 'leave_one_out'; with leave_one_out, normal_class is the held-out anomalous
 class and the other 9 classes are normal), normal_class (0-9), seed, source ('random' = no transfer, or the
-directory written by `python third_party_weights/convert_resnet26_torch.py --input resnet26.pth --output DIR`),
+directory written by `python third_party_weights/convert_resnet26_torch.py --input resnet26.pth --output DIR`, or
+`<workdir>/source` of a configs/pretrain_resnet26_{imagenet32,cifar100}.py run),
 squared (Li et al.'s (alpha/2)||.||^2 instead of the code's ||.||), runlocal.
 Recipe (TransferAD code): CIFAR mean/std standardisation, RandomCrop(32, pad 4) + flip on normal and OE images,
 batches of 64 normal + 64 CIFAR-100 train images, SGD 0.1, momentum 0.9, coupled wd 1e-4, 100 epochs, lr x0.1 at

@@ -47,6 +47,27 @@ def write_results(workdir: str, raw_scores: Mapping[str, np.ndarray], labels: np
   return summary
 
 
+def write_classification_results(workdir: str, logits: np.ndarray, labels: np.ndarray,
+                                 split: str = "test") -> dict[str, float]:
+  """Top-1 (and top-5 when K >= 5) accuracy of [N, K] `logits` against [N] class `labels`.
+
+  Writes `summary.json` (`<split>/top1`, `<split>/top5`) and `predictions.npz` (`labels` [N] and `topk` [N, k]: the
+  k = min(5, K) highest-scoring classes, best first); returns the summary.
+  """
+  logits, labels = np.asarray(logits), np.asarray(labels)
+  k = min(5, logits.shape[-1])
+  topk = np.argsort(-logits, axis=-1, kind="stable")[:, :k].astype(np.int32)
+  hits = topk == labels[:, None]
+  summary = {f"{split}/top1": float(hits[:, 0].mean())}
+  if k == 5:
+    summary[f"{split}/top5"] = float(hits.any(axis=1).mean())
+  if jax.process_index() == 0:
+    np.savez(os.path.join(workdir, "predictions.npz"), labels=labels, topk=topk)
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2, sort_keys=True)
+  return summary
+
+
 def plot(workdir: str, raw_scores: Mapping[str, np.ndarray], labels: np.ndarray) -> None:
   """roc.png (one curve per scorer) and scores.png (normal vs anomalous histograms)."""
   import matplotlib  # pylint: disable=g-import-not-at-top  (plotting is the only user)

@@ -109,12 +109,19 @@ def init_state(stage: Stage, rng, images: np.ndarray, previous: TrainState | Non
 
 
 def run_stage(stage: Stage, index: int, config, workdir: str, images: np.ndarray, previous: TrainState | None,
-              mesh, predict, *, train: bool = True) -> TrainState:
-  """Trains one stage to its last step, resuming from its latest checkpoint if there is one."""
+              mesh, predict, *, train: bool = True, labels: np.ndarray | None = None) -> TrainState:
+  """Trains one stage to its last step, resuming from its latest checkpoint if there is one.
+
+  `labels` (class labels of `images`, protocol 'classification') go to the stage's `batches` as `labels=`.
+  """
   optim = stage.optim
   make_batches = stage.batches or pipeline.train_batches
+  if labels is not None and stage.batches is None:
+    raise ConfigError(f"data.protocol='classification' gives class labels; method {config.method!r} does not train "
+                      "on them (use method 'supervised', or an anomaly-detection protocol).")
+  with_labels = {} if labels is None else {"labels": labels}
   data, spe = make_batches(images, global_batch_size=optim.batch_size, seed=config.seed * 1000 + index,
-                           num_epochs=optim.epochs)
+                           num_epochs=optim.epochs, **with_labels)
   total = optim.epochs * spe
   tx = make_optimizer(optim, spe)
   rng = jax.random.fold_in(jax.random.key(config.seed), index)
@@ -214,12 +221,20 @@ def _run_one(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict
   predict = evaluate.make_predict(mesh, config.eval.batch_size)
   state, raw = None, {}
   for i, stage in enumerate(stages):
-    state = run_stage(stage, i, config, workdir, task.x_train, state, mesh, predict, train=mode == "train")
+    state = run_stage(stage, i, config, workdir, task.x_train, state, mesh, predict, train=mode == "train",
+                      labels=task.train_labels)
     if stage.score is not None:  # every stage that can score is evaluated, e.g. the AE's reconstruction error
       raw.update(predict(lambda v, b, score=stage.score: score(v[0], v[1], b), (state.variables, state.extra),
                          task.x_test))
-  summary = evaluate.write_results(workdir, raw, task.test_labels, task.test_classes)
-  _log(f"{workdir}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items() if k.endswith("auroc")))
+  if config.data.protocol == "classification":  # a source model: its stage scores {'logits': [N, K]}
+    summary = evaluate.write_classification_results(workdir, raw["logits"], task.test_classes)
+  else:
+    summary = evaluate.write_results(workdir, raw, task.test_labels, task.test_classes)
+  if config.get("export_source") and mode == "train":  # the final weights as a `transfer.source` directory
+    from jaxad.methods import transfer  # pylint: disable=g-import-not-at-top
+    path = transfer.save_source(os.path.join(workdir, "source"), state.variables)
+    _log(f"source weights for ADIB/ADRA/...: {path} (use source={path})")
+  _log(f"{workdir}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items() if k.endswith(("auroc", "top1"))))
   return summary
 
 

@@ -5,7 +5,8 @@
 preprocessing as the normal data; `jaxad.data.oe` mixes it into the training batches.
 
 Preprocessing (`data.preprocess`): 'gcn_l1_minmax' (Deep SVDD / MOCCA), 'standardize' (TransferAD: [0, 1], then
-the per-channel CIFAR mean/std of `transforms.STANDARDIZE_STATS`) or 'unit' ([0, 1] only).
+the per-channel mean/std of `transforms.STANDARDIZE_STATS[data.standardize_stats or data.name]`) or 'unit' ([0, 1]
+only). Protocol 'classification' (source-model pretraining) also returns the train class labels (`Task.train_labels`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def default_config(**overrides) -> ml_collections.ConfigDict:
       name="cifar10", source="auto", data_dir="", protocol="one_vs_rest", normal_class=0,
       normal_classes=(),  # several classes -> one run per class and a results table (see jaxad.train)
       preprocess="gcn_l1_minmax", minmax="published", image_size=0,
+      standardize_stats="",  # a key of transforms.STANDARDIZE_STATS; '' = the dataset's own name
       train_limit=0, test_limit=0))  # > 0: a fixed random subset (seed 0) for quick runs
   c.update(overrides)
   return c
@@ -45,7 +47,7 @@ def make_task(data: ml_collections.ConfigDict) -> protocols.Task:
     lo, hi = _minmax(data, x_train)
     x_train, x_test = transforms.minmax_scale(x_train, lo, hi), transforms.minmax_scale(x_test, lo, hi)
   elif data.preprocess == "standardize":
-    mean, std = _standardize_stats(data.name)
+    mean, std = standardize_stats(data)
     x_train, x_test = transforms.standardize(x_train, mean, std), transforms.standardize(x_test, mean, std)
   if data.image_size:
     x_train, x_test = transforms.resize(x_train, data.image_size), transforms.resize(x_test, data.image_size)
@@ -72,13 +74,15 @@ def make_oe(oe: ml_collections.ConfigDict, data: ml_collections.ConfigDict) -> n
     x = x[np.sort(np.random.default_rng(0).permutation(len(x))[:oe.limit])]
   x = transforms.to_unit(x)
   if data.preprocess == "standardize":
-    x = transforms.standardize(x, *_standardize_stats(data.name))
+    x = transforms.standardize(x, *standardize_stats(data))
   if data.image_size:
     x = transforms.resize(x, data.image_size)
   return x
 
 
-def _standardize_stats(name: str):
+def standardize_stats(data: ml_collections.ConfigDict):
+  """(mean, std) for `data.preprocess='standardize'`: `STANDARDIZE_STATS[data.standardize_stats or data.name]`."""
+  name = data.get("standardize_stats") or data.name
   if name not in transforms.STANDARDIZE_STATS:
     raise ConfigError(f"data.preprocess='standardize' has mean/std constants only for "
                       f"{sorted(transforms.STANDARDIZE_STATS)}, not {name!r}; use 'unit'.")
@@ -102,7 +106,9 @@ def _subsample(task: protocols.Task, train_limit: int, test_limit: int) -> proto
   """A fixed random subset (seed 0, independent of the run's seed) for quick runs; 0 keeps everything."""
   rng = np.random.default_rng(0)
   if train_limit and train_limit < len(task.x_train):
-    task = dataclasses.replace(task, x_train=task.x_train[np.sort(rng.permutation(len(task.x_train))[:train_limit])])
+    keep = np.sort(rng.permutation(len(task.x_train))[:train_limit])
+    task = dataclasses.replace(task, x_train=task.x_train[keep],
+                               train_labels=None if task.train_labels is None else task.train_labels[keep])
   if test_limit and test_limit < len(task.x_test):
     keep = np.sort(rng.permutation(len(task.x_test))[:test_limit])
     task = dataclasses.replace(task, x_test=task.x_test[keep], test_labels=task.test_labels[keep],

@@ -85,7 +85,7 @@ class _Stream:
 
 def mixed_batches(images: np.ndarray, *, oe_images: np.ndarray | None, oe_per_batch: int, global_batch_size: int,
                   seed: int, num_epochs: int, augment: bool = True, pad: int = 4,
-                  fill: float | np.ndarray = 0.0) -> tuple[grain.MapDataset, int]:
+                  fill: float | np.ndarray = 0.0, labels: np.ndarray | None = None) -> tuple[grain.MapDataset, int]:
   """Normal + OE training batches: `(ds, steps_per_epoch)`, `ds[step]` = this process's part of that step.
 
   Args:
@@ -99,6 +99,8 @@ def mixed_batches(images: np.ndarray, *, oe_images: np.ndarray | None, oe_per_ba
     augment: apply RandomCrop(pad) + horizontal flip to every image.
     pad: crop padding.
     fill: scalar or [C] padding value (the preprocessed value of a black pixel).
+    labels: optional [N] class labels of `images` (supervised training, `oe_per_batch` must be 0): the batches
+      carry them as 'label' instead of 0.
 
   Returns:
     `ds` with `len(ds) == num_epochs * steps_per_epoch`; `ds[step]` is `{'image': [n_l + o_l, H, W, C] float32,
@@ -121,6 +123,9 @@ def mixed_batches(images: np.ndarray, *, oe_images: np.ndarray | None, oe_per_ba
     if oe_images.shape[1:] != images.shape[1:]:
       raise ConfigError(f"OE images are {oe_images.shape[1:]}, the normal images {images.shape[1:]}: they must "
                         "match (set data.image_size).")
+  if labels is not None and (oe_per_batch or len(labels) != len(images)):
+    raise ConfigError(f"Class labels need oe.per_batch=0 and one label per image ({len(labels)} labels, "
+                      f"{len(images)} images, oe_per_batch={oe_per_batch}).")
   steps_per_epoch = math.ceil(len(images) / normal_per_batch)
   normal_stream = _Stream(len(images), seed, 0)
   oe_stream = _Stream(len(oe_images), seed, 1) if oe_per_batch else None
@@ -129,7 +134,8 @@ def mixed_batches(images: np.ndarray, *, oe_images: np.ndarray | None, oe_per_ba
   def make(step):
     step = int(step)
     rng = np.random.default_rng([seed, 2, step])
-    x_n = images[normal_stream.take(step * normal_per_batch, normal_per_batch)[proc * nl:(proc + 1) * nl]]
+    idx_n = normal_stream.take(step * normal_per_batch, normal_per_batch)[proc * nl:(proc + 1) * nl]
+    x_n = images[idx_n]
     parts = [x_n]
     if augment:
       off, flip = random_crop_flip_params(rng, normal_per_batch, pad=pad)
@@ -140,7 +146,10 @@ def mixed_batches(images: np.ndarray, *, oe_images: np.ndarray | None, oe_per_ba
         off, flip = random_crop_flip_params(rng, oe_per_batch, pad=pad)
         x_o = crop_flip(x_o, off[proc * ol:(proc + 1) * ol], flip[proc * ol:(proc + 1) * ol], pad=pad, fill=fill)
       parts.append(x_o)
-    labels = np.concatenate([np.full(nl, NORMAL, np.int32), np.full(ol, OE, np.int32)])
-    return {"image": np.concatenate(parts).astype(np.float32, copy=False), "label": labels}
+    if labels is None:
+      label = np.concatenate([np.full(nl, NORMAL, np.int32), np.full(ol, OE, np.int32)])
+    else:
+      label = labels[idx_n].astype(np.int32)
+    return {"image": np.concatenate(parts).astype(np.float32, copy=False), "label": label}
 
   return grain.MapDataset.range(num_epochs * steps_per_epoch).map(make), steps_per_epoch

@@ -6,6 +6,9 @@
 * `small_modes`: Deecke et al. 2021 section 5.4: the normal data mixes a primary class with a minor mode of a
   secondary class of relative amplitude r; both are normal at test time. Its keyword arguments (`primary`,
   `secondary`, `r`, `seed`) go beyond the `(arrays, class)` of the two above.
+* `classification`: not an AD problem but supervised K-way classification on all classes (for pretraining a source
+  model, `jaxad.methods.supervised`): `Task.train_labels` holds the train class labels, and `test_labels` and
+  `test_classes` both hold the test class labels.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class Task:
   test_labels: np.ndarray
   test_classes: np.ndarray  # the original class of each test image, for per-class breakdowns
   secondary_class: int | None = None  # small_modes: the minor normal mode (see `test_secondary`)
+  train_labels: np.ndarray | None = None  # classification: int64 [N_train] class labels; None for AD protocols
 
   @property
   def test_secondary(self) -> np.ndarray | None:
@@ -110,8 +114,15 @@ def small_modes(arrays: Arrays, primary: int, *, secondary: int | None = None, r
               secondary_class=int(secondary))
 
 
+def classification(arrays: Arrays, normal_class: int = 0) -> Task:
+  """Every train and test image with its class label, for supervised pretraining; `normal_class` is ignored."""
+  del normal_class
+  return Task(arrays.x_train, arrays.x_test, arrays.y_test, arrays.y_test, train_labels=arrays.y_train)
+
+
 # Builders by name, each called as f(arrays, class, **kwargs); small_modes also needs secondary= and r=.
-PROTOCOLS = {"one_vs_rest": one_vs_rest, "leave_one_out": leave_one_out, "small_modes": small_modes}
+PROTOCOLS = {"one_vs_rest": one_vs_rest, "leave_one_out": leave_one_out, "small_modes": small_modes,
+             "classification": classification}
 
 
 def get_protocol(name: str):

@@ -56,6 +56,7 @@ class DatasetInfo:
   how_to_get: str
   extra_splits: tuple[str, ...] = ()
   unlabelled_splits: tuple[str, ...] = ()
+  tfds_test_split: str = "test"  # the tfds split read as 'test' (ImageNet has 'validation' instead)
 
   @property
   def splits(self) -> tuple[str, ...]:
@@ -77,6 +78,14 @@ _SVHN_HINT = ("with internet, source='tfds' (tfds name 'svhn_cropped': 73,257 tr
               "means digit 0) with np.savez(DIR/{name}.npz, x_train=..., y_train=..., x_test=..., y_test=..., "
               f"x_extra=..., y_extra=...), then set {DATA_DIR_ENV}=DIR or data.data_dir=DIR")
 
+_IMAGENET_RESIZED_HINT = (
+    "with internet, source='tfds' (tfds name 'imagenet_resized/{{size}}x{{size}}', Chrabaszcz et al.'s downsampled "
+    "ImageNet: 1,281,167 train and 50,000 'validation' images (read as 'test'), 1000 classes; tfds fetches the zips "
+    "from image-net.org/data/downsample/ (if that needs an image-net.org login, download Imagenet{{size}}_train_npz "
+    "and Imagenet{{size}}_val_npz by hand into tfds' manual/downloads folder). Offline, save the arrays with "
+    "np.savez(DIR/{name}.npz, x_train=..., y_train=..., x_test=..., y_test=...) (uint8 HWC, labels 0..999), then set "
+    f"{DATA_DIR_ENV}=DIR or data.data_dir=DIR")
+
 DATASETS = {
     "cifar10": DatasetInfo("cifar10", (32, 32, 3), 10, _EXPORT_HINT),
     "cifar100": DatasetInfo("cifar100", (32, 32, 3), 100, _EXPORT_HINT),
@@ -84,6 +93,12 @@ DATASETS = {
     "stl10": DatasetInfo("stl10", (96, 96, 3), 10, _STL10_HINT, extra_splits=("unlabelled",),
                          unlabelled_splits=("unlabelled",)),
     "svhn": DatasetInfo("svhn_cropped", (32, 32, 3), 10, _SVHN_HINT, extra_splits=("extra",)),
+    # Source-model pretraining (Deecke et al. 2021's ResNet26 was trained on ImageNet 32x32 and 96x96; tfds has
+    # 32x32 and 64x64, see configs/pretrain_resnet26_imagenet{32,96}.py).
+    "imagenet32": DatasetInfo("imagenet_resized/32x32", (32, 32, 3), 1000, _IMAGENET_RESIZED_HINT.replace(
+        "{{size}}", "32"), tfds_test_split="validation"),
+    "imagenet64": DatasetInfo("imagenet_resized/64x64", (64, 64, 3), 1000, _IMAGENET_RESIZED_HINT.replace(
+        "{{size}}", "64"), tfds_test_split="validation"),
     "digits": DatasetInfo(None, (8, 8, 1), 10, "it ships inside scikit-learn (pip install scikit-learn)"),
 }
 
@@ -131,7 +146,7 @@ def load(name: str, *, source: str = "auto", data_dir: str | None = None) -> Arr
   source = _resolve_source(name, source, data_dir)
   if source == "npz":
     return load_npz(os.path.join(data_dir, f"{name}.npz"), expected_shape=info.shape)
-  return load_tfds(info.tfds_name, hint=_hint(name))
+  return load_tfds(info.tfds_name, hint=_hint(name), test_split=info.tfds_test_split)
 
 
 def load_split(name: str, split: str, *, source: str = "auto",
@@ -164,7 +179,8 @@ def load_split(name: str, split: str, *, source: str = "auto",
     # train/test must have labels; an unlabelled split's are ignored; another extra split's are read if present.
     labelled = False if split in info.unlabelled_splits else (None if split in info.extra_splits else True)
     return _read_npz_split(path, split, labelled=labelled, expected_shape=info.shape, hint=hint)
-  return _read_tfds_split(info.tfds_name, split, data_dir=None, labelled=split not in info.unlabelled_splits,
+  tfds_split = info.tfds_test_split if split == "test" else split
+  return _read_tfds_split(info.tfds_name, tfds_split, data_dir=None, labelled=split not in info.unlabelled_splits,
                           hint=hint)
 
 
@@ -261,11 +277,12 @@ def _read_tfds_split(tfds_name: str, split: str, *, data_dir: str | None, labell
   return (x[..., None] if x.ndim == 3 else x), y
 
 
-def load_tfds(tfds_name: str, *, data_dir: str | None = None, hint: str | None = None) -> Arrays:
-  """Reads the train and test splits of a tfds image classification dataset through `tfds.data_source`."""
+def load_tfds(tfds_name: str, *, data_dir: str | None = None, hint: str | None = None,
+              test_split: str = "test") -> Arrays:
+  """Reads the train and `test_split` splits of a tfds image classification dataset through `tfds.data_source`."""
   hint = hint or ("without internet use a local archive instead: " + _EXPORT_HINT.format(name=tfds_name))
   x_train, y_train = _read_tfds_split(tfds_name, "train", data_dir=data_dir, labelled=True, hint=hint)
-  x_test, y_test = _read_tfds_split(tfds_name, "test", data_dir=data_dir, labelled=True, hint=hint)
+  x_test, y_test = _read_tfds_split(tfds_name, test_split, data_dir=data_dir, labelled=True, hint=hint)
   return Arrays(x_train, y_train, x_test, y_test)
 
 

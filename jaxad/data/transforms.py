@@ -33,7 +33,17 @@ PUBLISHED_MINMAX = {"cifar10": CIFAR10_GCN_L1_MINMAX}
 # (63.0, 62.1, 66.7) / 255, shared by CIFAR-10 and its CIFAR-100 outlier exposure.
 CIFAR_MEAN = (125.3 / 255.0, 123.0 / 255.0, 113.9 / 255.0)
 CIFAR_STD = (63.0 / 255.0, 62.1 / 255.0, 66.7 / 255.0)
-STANDARDIZE_STATS = {"cifar10": (CIFAR_MEAN, CIFAR_STD), "cifar100": (CIFAR_MEAN, CIFAR_STD)}
+# CIFAR-100's own per-channel mean/std over its 50,000 train images (tests/supervised_test.py recomputes them):
+# for pretraining a source model on CIFAR-100 itself (configs/pretrain_resnet26_cifar100.py).
+CIFAR100_MEAN = (0.50707516, 0.48654887, 0.44091784)
+CIFAR100_STD = (0.26733429, 0.25643846, 0.27615047)
+# torchvision's ImageNet constants, for the ImageNet source-model pretraining configs.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Keyed by dataset name (the default) or by `data.standardize_stats` when a config names other constants.
+STANDARDIZE_STATS = {"cifar10": (CIFAR_MEAN, CIFAR_STD), "cifar100": (CIFAR_MEAN, CIFAR_STD),
+                     "cifar100_own": (CIFAR100_MEAN, CIFAR100_STD),
+                     "imagenet32": (IMAGENET_MEAN, IMAGENET_STD), "imagenet64": (IMAGENET_MEAN, IMAGENET_STD)}
 
 
 def to_unit(x: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Method registry: name -> `stages(config, input_shape) -> list[Stage]` (see `jaxad.methods.base`)."""
 
 from jaxad.errors import ConfigError
-from jaxad.methods import hypersphere, transfer
+from jaxad.methods import hypersphere, supervised, transfer
 
 METHODS = {
     # Deep SVDD and MOCCA are one method with one or several layers; the configs set the papers' recipes.
@@ -14,6 +14,8 @@ METHODS = {
     "hsc": transfer.stages,
     "sad": transfer.stages,
     "dsvdd_resnet26": transfer.stages,
+    # Source models for the above: K-way classification (ImageNet 32/96, or the CIFAR-100 stand-in).
+    "supervised": supervised.stages,
 }
 
 

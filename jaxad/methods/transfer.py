@@ -44,7 +44,7 @@ import ml_collections
 import numpy as np
 
 from jaxad import losses, scores
-from jaxad.data import default_config as default_data_config, make_oe, oe as oe_data, transforms
+from jaxad.data import default_config as default_data_config, make_oe, oe as oe_data, standardize_stats, transforms
 from jaxad.errors import ConfigError, DataError
 from jaxad.methods.base import Stage
 from jaxad.models import get_model
@@ -84,7 +84,7 @@ def stages(config: ml_collections.ConfigDict, input_shape: tuple[int, int, int])
   fill = 0.0
   if config.data.preprocess == "standardize":  # zero padding = a black pixel, as RandomCrop before Normalize
     fill = transforms.standardize(np.zeros((1, 1, 1, input_shape[-1]), np.float32),
-                                  *transforms.STANDARDIZE_STATS[config.data.name])[0, 0, 0]
+                                  *standardize_stats(config.data))[0, 0, 0]
   batches = functools.partial(oe_data.mixed_batches, oe_images=oe_images, oe_per_batch=per_batch,
                               augment=config.augment, fill=fill)
   l2_sp = obj.regularizer == "l2_sp"
@@ -182,6 +182,23 @@ def load_source(path: str, variables):
                     + (f"mis-shaped {mis_shaped[:5]} ({len(mis_shaped)}); " if mis_shaped else "")
                     + f"re-make them with: {CONVERT_HINT.format(path=os.path.abspath(path))}.")
   return traverse_util.unflatten_dict(out, sep="/")
+
+
+def save_source(path: str, variables) -> str:
+  """Writes `{'params', 'batch_stats'}` as a source checkpoint that `load_source` reads (the converter's format).
+
+  Used by `jaxad.train` for runs with `export_source=True` (e.g. configs/pretrain_resnet26_*.py); an existing
+  directory is overwritten. Returns the absolute path.
+  """
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  path = os.path.abspath(path)
+  tree = {"params": jax.tree.map(np.asarray, variables["params"]),
+          "batch_stats": jax.tree.map(np.asarray, variables["batch_stats"])}
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(path, tree, force=True)
+    ckptr.wait_until_finished()
+  return path
 
 
 def base_config() -> ml_collections.ConfigDict:
