@@ -49,7 +49,7 @@ def test_runlocal_on_real_cifar10_writes_every_result(config, data_dir, tmp_path
 
 
 def test_killed_run_resumes_to_the_same_result(tmp_path):
-  args = ["--config=configs/quickstart.py:normal_class=0", "--config.pretrain.epochs=120", "--config.train.epochs=20",
+  args = ["--config=configs/quickstart.py:normal_class=0", "--config.pretrain.epochs=60", "--config.train.epochs=20",
           "--config.checkpoint_every_epochs=5"]
   whole = jaxad_main(*args, f"--workdir={tmp_path / 'whole'}")
   assert whole.returncode == 0, whole.stderr[-3000:]
@@ -60,7 +60,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
   deadline = time.time() + 300
   while time.time() < deadline and proc.poll() is None:
     done = [int(p.name) for p in ckpts.glob("*") if p.name.isdigit()] if ckpts.exists() else []
-    if done and max(done) >= 90:  # 3 steps per epoch: killed around epoch 30 of 120
+    if done and max(done) >= 45:  # 3 steps per epoch: killed around epoch 15 of 60
       break
     time.sleep(0.05)
   assert proc.poll() is None, "the run ended before it could be killed; raise its epochs"
