@@ -1,6 +1,5 @@
 """Sources, the one-vs-rest protocol, Deep SVDD preprocessing and the grain pipeline."""
 
-import os
 
 import jax
 import numpy as np

@@ -7,7 +7,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -148,7 +147,7 @@ def test_missing_source_is_a_data_error_naming_the_converter(data_dir, tmp_path)
 
 @pytest.mark.parametrize("name,source", [("adib", True), ("adra", False)])
 def test_runlocal_end_to_end(name, source, data_dir, source_dir, tmp_path):
-  args = f"normal_class=0,runlocal" + (f",source={source_dir}" if source else "")
+  args = "normal_class=0,runlocal" + (f",source={source_dir}" if source else "")
   start = time.perf_counter()
   out = jaxad_main(f"--config=configs/{name}_cifar10.py:{args}", f"--workdir={tmp_path}", data_dir=data_dir)
   elapsed = time.perf_counter() - start

@@ -114,3 +114,11 @@ def _subsample(task: protocols.Task, train_limit: int, test_limit: int) -> proto
     task = dataclasses.replace(task, x_test=task.x_test[keep], test_labels=task.test_labels[keep],
                                test_classes=task.test_classes[keep])
   return task
+
+
+def black_pixel(data: ml_collections.ConfigDict, channels: int) -> np.ndarray | float:
+  """A black pixel after `data.preprocess`: what RandomCrop's zero padding becomes once images are normalised."""
+  if data.preprocess != "standardize":
+    return 0.0
+  black = np.zeros((1, 1, 1, channels), np.float32)
+  return transforms.standardize(black, *standardize_stats(data))[0, 0, 0]

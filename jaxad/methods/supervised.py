@@ -22,10 +22,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
-from jaxad.data import default_config as default_data_config, oe as oe_data, standardize_stats, transforms
+from jaxad.data import black_pixel, default_config as default_data_config, oe as oe_data
 from jaxad.errors import ConfigError
 from jaxad.methods.base import Stage
 from jaxad.models import get_model
@@ -45,10 +44,7 @@ def stages(config: ml_collections.ConfigDict, input_shape: tuple[int, int, int])
     raise ConfigError(f"model.num_classes must be >= 2 for classification, got {num_classes}.")
   model = get_model(config.model.name)(num_classes=num_classes)
   size = int(config.model.input_size)
-  fill = 0.0
-  if config.data.preprocess == "standardize":  # zero padding = a black pixel
-    fill = transforms.standardize(np.zeros((1, 1, 1, input_shape[-1]), np.float32),
-                                  *standardize_stats(config.data))[0, 0, 0]
+  fill = black_pixel(config.data, input_shape[-1])  # crops pad with black, as RandomCrop before Normalize
 
   def batches(images, *, labels=None, **kwargs):
     if labels is None:

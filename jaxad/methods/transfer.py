@@ -44,7 +44,7 @@ import ml_collections
 import numpy as np
 
 from jaxad import losses, scores
-from jaxad.data import default_config as default_data_config, make_oe, oe as oe_data, standardize_stats, transforms
+from jaxad.data import black_pixel, default_config as default_data_config, make_oe, oe as oe_data
 from jaxad.errors import ConfigError, DataError
 from jaxad.methods.base import Stage
 from jaxad.models import get_model
@@ -81,10 +81,7 @@ def stages(config: ml_collections.ConfigDict, input_shape: tuple[int, int, int])
   model = get_model(config.model.name)(num_classes=1, adapters=config.model.adapters,
                                       adapter_init=config.model.adapter_init)
   oe_images = make_oe(config.oe, config.data) if uses_oe else None
-  fill = 0.0
-  if config.data.preprocess == "standardize":  # zero padding = a black pixel, as RandomCrop before Normalize
-    fill = transforms.standardize(np.zeros((1, 1, 1, input_shape[-1]), np.float32),
-                                  *standardize_stats(config.data))[0, 0, 0]
+  fill = black_pixel(config.data, input_shape[-1])  # crops pad with black, as RandomCrop before Normalize
   batches = functools.partial(oe_data.mixed_batches, oe_images=oe_images, oe_per_batch=per_batch,
                               augment=config.augment, fill=fill)
   l2_sp = obj.regularizer == "l2_sp"
