@@ -5,11 +5,11 @@ r"""HSC (Ruff et al. 2020) on the ResNet26 of Deecke et al. 2021: hypersphere cl
 
 Arguments: protocol ('one_vs_rest' or 'leave_one_out', where normal_class is the held-out class), normal_class,
 seed, source ('random' or a converted source checkpoint), reg ('none' = the paper's HSC baseline from theta_0;
-'l2_sp' = ablation a_3, HSC with ADIB's alpha*||theta - theta_0||), runlocal.
+'l2_sp' = ablation a_3, HSC with ADIB's alpha*||theta - theta_0||), oe ('cifar100', or 'svhn': Table 6), runlocal.
 Loss on the 256-d pooled features: pseudo-Huber d = sqrt(||z||^2 + 1) - 1 for normal images and
 -log(1 - exp(-d)) for OE images; score 1 - exp(-d). Training as ADIB (64 + 64, SGD 0.1, wd 1e-4, 100 epochs).
 Paper: Table 5 lists HSC at 0.963 mean AUROC (Ruff et al.'s own network, not this ResNet26); Table 4 a_3 (HSC + L2,
-leave-one-out) 0.685 mAP. jaxad: not yet measured.
+leave-one-out) 0.685 mAP; Table 6: 0.702 mean AUROC with SVHN as OE. jaxad: not yet measured.
 """
 
 from jaxad.config import parse_arg

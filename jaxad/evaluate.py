@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any, Callable, Mapping
 
@@ -11,6 +12,8 @@ import numpy as np
 
 from jaxad import metrics, parallel
 from jaxad.data import pipeline
+
+_LOG = logging.getLogger(__name__)
 
 
 def make_predict(mesh, batch_size: int):
@@ -35,16 +38,61 @@ def make_predict(mesh, batch_size: int):
 
 
 def write_results(workdir: str, raw_scores: Mapping[str, np.ndarray], labels: np.ndarray,
-                  classes: np.ndarray, split: str = "test") -> dict[str, float]:
-  """Computes the metrics, saves raw scores and plots; returns the flat `<split>/<scorer>/<metric>` summary."""
+                  classes: np.ndarray, split: str = "test", *,
+                  secondary: np.ndarray | None = None) -> dict[str, float]:
+  """Computes the metrics, saves raw scores and plots; returns the flat `<split>/<scorer>/<metric>` summary.
+
+  `secondary` (small_modes, `Task.test_secondary`): bool [N] marking the secondary class's (normal) test images; the
+  summary then also holds `<split>/<scorer>/auroc_primary` and `auroc_secondary` (see `mode_aurocs`), and
+  scores.npz the mask as `secondary`.
+  """
   summary = {f"{split}/{k}": v for k, v in metrics.summarize(raw_scores, labels).items()}
+  extra = {}
+  if secondary is not None:
+    summary.update(mode_aurocs(raw_scores, labels, secondary, split=split))
+    extra["secondary"] = np.asarray(secondary, bool)
   if jax.process_index() == 0:
-    np.savez(os.path.join(workdir, "scores.npz"), labels=labels, classes=classes,
+    np.savez(os.path.join(workdir, "scores.npz"), labels=labels, classes=classes, **extra,
              **{f"score/{k}": v for k, v in raw_scores.items()})
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=2, sort_keys=True)
     plot(workdir, raw_scores, labels)
   return summary
+
+
+def mode_aurocs(raw_scores: Mapping[str, np.ndarray], labels: np.ndarray, secondary: np.ndarray, *,
+                split: str = "test") -> dict[str, float]:
+  """Primary and secondary AUROC of the small-modes protocol (Deecke et al. 2021 section 5.4, Fig. 5).
+
+  primary = AUROC over the test images that are not secondary (primary-class normals vs. all anomalies);
+  secondary = AUROC over the secondary images and the anomalies (secondary-class normals vs. all anomalies).
+
+  Args:
+    raw_scores: scorer name -> [N] scores (higher = more anomalous).
+    labels: [N] in {0, 1} (1 = anomalous).
+    secondary: bool [N], True for the secondary class's test images (all normal).
+    split: the key prefix.
+
+  Returns:
+    `{'<split>/<scorer>/auroc_primary': ..., '<split>/<scorer>/auroc_secondary': ...}`; a subset that lacks
+    normal or anomalous images (e.g. `data.test_limit` kept no secondary image) is left out with a warning.
+  """
+  labels, secondary = np.asarray(labels), np.asarray(secondary)
+  if secondary.dtype != bool or secondary.shape != labels.shape:
+    raise ValueError(f"secondary must be a bool mask of shape {labels.shape} like labels, got {secondary.dtype} "
+                     f"{secondary.shape}.")
+  if np.any(secondary & (labels == 1)):
+    raise ValueError(f"secondary marks normal test images, but {int(np.sum(secondary & (labels == 1)))} of them are "
+                     "labelled anomalous.")
+  out = {}
+  for mode, mask in (("primary", ~secondary), ("secondary", secondary | (labels == 1))):
+    if not np.any(labels[mask] == 0) or not np.any(labels[mask] == 1):
+      _LOG.warning("No %s AUROC: its test subset (%d images) lacks normal or anomalous images.", mode,
+                   int(mask.sum()))
+      continue
+    for name, s in raw_scores.items():
+      out[f"{split}/{name}/auroc_{mode}"] = metrics.auroc(labels[mask], np.asarray(s)[mask])
+  return out
 
 
 def write_classification_results(workdir: str, logits: np.ndarray, labels: np.ndarray,

@@ -455,7 +455,7 @@ def reconstruction(x: ArrayLike, x_hat: ArrayLike) -> jax.Array:
   return jnp.sum(jnp.square(x - x_hat).reshape(x.shape[0], -1), axis=1)
 
 
-def doc_compactness(features: ArrayLike) -> jax.Array:
+def doc_compactness(features: ArrayLike, *, mask: ArrayLike | None = None) -> jax.Array:
   r"""DOC compactness loss: how far each feature vector lies from the mean of the other samples.
 
   .. math::
@@ -467,6 +467,8 @@ def doc_compactness(features: ArrayLike) -> jax.Array:
 
   Args:
     features: [n, k] features of one batch, n >= 2.
+    mask: optional [n] bools: only these rows form the batch (n = their count), e.g. the normal rows of a batch
+      that also holds reference images. Keeps shapes static under `jit`; at least 2 rows must be selected.
 
   Returns:
     [] the compactness loss.
@@ -481,11 +483,18 @@ def doc_compactness(features: ArrayLike) -> jax.Array:
   """
   features = jnp.asarray(features)
   _check_ndim("features", features, 2, "[n, k]")
-  n = features.shape[0]
-  if n < 2:
-    raise ValueError(f"features needs n >= 2 samples (each is compared with the others), got shape "
-                     f"{tuple(features.shape)}.")
-  return (n / (n - 1)) ** 2 * jnp.mean(jnp.var(features, axis=0))
+  if mask is None:
+    n = features.shape[0]
+    if n < 2:
+      raise ValueError(f"features needs n >= 2 samples (each is compared with the others), got shape "
+                       f"{tuple(features.shape)}.")
+    return (n / (n - 1)) ** 2 * jnp.mean(jnp.var(features, axis=0))
+  w = jnp.asarray(mask).astype(features.dtype)
+  _check_labels("mask", w, features.shape[0])
+  n = jnp.sum(w)
+  mean = jnp.sum(w[:, None] * features, axis=0) / n
+  var = jnp.sum(w[:, None] * jnp.square(features - mean), axis=0) / n
+  return jnp.square(n / (n - 1)) * jnp.mean(var)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -80,11 +80,22 @@ def trainable_mask(params, rules: list[tuple[str, bool]]):
 
 
 def make_train_step(stage: Stage, steps_per_epoch: int) -> Callable:
-  """A pure `(state, batch) -> (state, metrics)` for one stage."""
+  """A pure `(state, batch) -> (state, metrics)` for one stage.
+
+  Parameters that `optim.trainable` freezes enter the loss through `stop_gradient`: their gradients are zeros that
+  XLA never computes (and `grad_norm` covers the trainable ones only); the optimizer gives them zero updates.
+  """
+  rules = [(p, bool(t)) for p, t in stage.optim.get("trainable") or ()]
+
+  def stage_loss(params, state, batch, epoch):
+    if rules:  # frozen leaves are constants: XLA then drops their weight-gradient convolutions (ADRA's saving)
+      params = jax.tree.map(lambda p, t: p if t else jax.lax.stop_gradient(p), params,
+                            trainable_mask(params, rules))
+    return stage.loss(params, state, batch, epoch)
 
   def train_step(state: TrainState, batch):
     epoch = state.step // steps_per_epoch
-    grad_fn = jax.value_and_grad(lambda p: stage.loss(p, state, batch, epoch), has_aux=True)
+    grad_fn = jax.value_and_grad(lambda p: stage_loss(p, state, batch, epoch), has_aux=True)
     (loss, (batch_stats, aux, metrics)), grads = grad_fn(state.params)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -223,13 +234,15 @@ def _run_one(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict
   for i, stage in enumerate(stages):
     state = run_stage(stage, i, config, workdir, task.x_train, state, mesh, predict, train=mode == "train",
                       labels=task.train_labels)
+    if stage.finalize_extra is not None:
+      state = state.replace(extra=stage.finalize_extra(state.variables, state.extra, predict, task.x_train))
     if stage.score is not None:  # every stage that can score is evaluated, e.g. the AE's reconstruction error
       raw.update(predict(lambda v, b, score=stage.score: score(v[0], v[1], b), (state.variables, state.extra),
                          task.x_test))
   if config.data.protocol == "classification":  # a source model: its stage scores {'logits': [N, K]}
     summary = evaluate.write_classification_results(workdir, raw["logits"], task.test_classes)
   else:
-    summary = evaluate.write_results(workdir, raw, task.test_labels, task.test_classes)
+    summary = evaluate.write_results(workdir, raw, task.test_labels, task.test_classes, secondary=task.test_secondary)
   if config.get("export_source") and mode == "train":  # the final weights as a `transfer.source` directory
     from jaxad.methods import transfer  # pylint: disable=g-import-not-at-top
     path = transfer.save_source(os.path.join(workdir, "source"), state.variables)
@@ -250,7 +263,10 @@ def _check_config_json(config, workdir: str) -> None:
   if os.path.exists(path):
     with open(path) as f:
       before, now = _flat(json.load(f)), _flat(current)
-    diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k) and k not in _RESUMABLE_KEYS)
+    # A key missing from the old file was added to jaxad after that run was made: tolerated, so that upgrading
+    # jaxad does not strand old workdirs (the run behaved as the key's default did).
+    diff = sorted(k for k in now if k in before and before[k] != now[k] and k not in _RESUMABLE_KEYS)
+    diff += sorted(k for k in before if k not in now)
     if diff:
       raise ConfigError(f"{workdir} holds a run with a different config (keys {diff}); use a new --workdir or "
                         "delete that one.")

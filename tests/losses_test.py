@@ -326,6 +326,16 @@ def test_doc_compactness_matches_direct_loop(x64):
     losses.doc_compactness(jnp.ones(3))
 
 
+def test_doc_compactness_mask_selects_rows(x64):
+  x = _rng(3).normal(size=(12, 5))
+  mask = np.zeros(12, bool)
+  mask[[0, 2, 3, 7, 11]] = True
+  _close(losses.doc_compactness(x, mask=mask), _np_doc(x[mask]))
+  _close(jax.jit(losses.doc_compactness)(x, mask=jnp.asarray(mask)), _np_doc(x[mask]))
+  with pytest.raises(ValueError, match=r"mask must have shape \[B\]"):
+    losses.doc_compactness(x, mask=mask[:4])
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # L2-SP, EWC.
 

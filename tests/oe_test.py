@@ -39,6 +39,24 @@ def test_batches_mix_normal_then_oe_rows_with_labels_and_epoch_length():
   assert spe0 == 3 and ds0[2]["image"].shape == (8, 6, 6, 1) and not ds0[2]["label"].any()
 
 
+def test_labelled_oe_rows_carry_their_class_and_normal_rows_minus_one():
+  normal, reference = tagged(20, 0), tagged(40, 1000)
+  classes = (np.arange(40) * 7) % 13  # any labelling: each OE row's class must follow its image
+  ds, _ = oe.mixed_batches(normal, oe_images=reference, oe_per_batch=8, global_batch_size=16, seed=5, num_epochs=2,
+                           augment=False, oe_labels=classes)
+  for step in range(len(ds)):
+    batch = ds[step]
+    ids = batch["image"][:, 0, 0, 0].astype(int)
+    np.testing.assert_array_equal(batch["oe_class"][:8], -1)
+    np.testing.assert_array_equal(batch["oe_class"][8:], classes[ids[8:] - 1000])
+    np.testing.assert_array_equal(batch["label"], [0] * 8 + [1] * 8)
+  assert "oe_class" not in oe.mixed_batches(normal, oe_images=reference, oe_per_batch=8, global_batch_size=16,
+                                            seed=5, num_epochs=1)[0][0]
+  with pytest.raises(ConfigError, match="one label per OE image"):
+    oe.mixed_batches(normal, oe_images=reference, oe_per_batch=8, global_batch_size=16, seed=5, num_epochs=1,
+                     oe_labels=classes[:5])
+
+
 def test_batches_are_a_pure_function_of_seed_and_step():
   normal, outliers = tagged(20, 0, (8, 8, 3)), tagged(30, 100, (8, 8, 3))
   kw = dict(oe_images=outliers, oe_per_batch=8, global_batch_size=16, num_epochs=3)

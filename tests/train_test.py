@@ -123,3 +123,20 @@ def test_trainable_rules_freeze_exactly_the_unmatched_leaves():
   optim.trainable = [("conv", True)]
   with pytest.raises(ConfigError, match="No optim.trainable rule matches parameter 'encoder/fc1/kernel'"):
     train.make_optimizer(optim, 2).init(before)
+
+
+def test_config_json_refuses_a_changed_config_but_not_a_newly_added_key(tmp_path):
+  base = ml_collections.ConfigDict({"seed": 1, "train": {"lr": 0.1}, "log_every_steps": 10})
+  train._check_config_json(base, str(tmp_path))  # pylint: disable=protected-access
+  changed = ml_collections.ConfigDict(base.to_dict())
+  changed.train.lr = 0.2
+  with pytest.raises(ConfigError, match=r"different config \(keys \['train.lr'\]\)"):
+    train._check_config_json(changed, str(tmp_path))  # pylint: disable=protected-access
+  cadence = ml_collections.ConfigDict(base.to_dict())
+  cadence.log_every_steps = 1  # resumable: logging cadence
+  train._check_config_json(cadence, str(tmp_path))  # pylint: disable=protected-access
+  newer = ml_collections.ConfigDict({**base.to_dict(), "data": {"protocol_seed": 0}})  # a key added to jaxad later
+  train._check_config_json(newer, str(tmp_path))  # pylint: disable=protected-access
+  older = ml_collections.ConfigDict({"seed": 1, "train": {"lr": 0.1}, "log_every_steps": 1})  # dropped a key
+  with pytest.raises(ConfigError, match="data.protocol_seed"):
+    train._check_config_json(older, str(tmp_path))  # pylint: disable=protected-access

@@ -85,7 +85,8 @@ class _Stream:
 
 def mixed_batches(images: np.ndarray, *, oe_images: np.ndarray | None, oe_per_batch: int, global_batch_size: int,
                   seed: int, num_epochs: int, augment: bool = True, pad: int = 4,
-                  fill: float | np.ndarray = 0.0, labels: np.ndarray | None = None) -> tuple[grain.MapDataset, int]:
+                  fill: float | np.ndarray = 0.0, labels: np.ndarray | None = None,
+                  oe_labels: np.ndarray | None = None) -> tuple[grain.MapDataset, int]:
   """Normal + OE training batches: `(ds, steps_per_epoch)`, `ds[step]` = this process's part of that step.
 
   Args:
@@ -101,11 +102,13 @@ def mixed_batches(images: np.ndarray, *, oe_images: np.ndarray | None, oe_per_ba
     fill: scalar or [C] padding value (the preprocessed value of a black pixel).
     labels: optional [N] class labels of `images` (supervised training, `oe_per_batch` must be 0): the batches
       carry them as 'label' instead of 0.
+    oe_labels: optional [M] class labels of `oe_images` (a labelled reference set, e.g. DOC's descriptiveness
+      loss): the batches then also carry 'oe_class', the OE rows' labels and -1 on the normal rows.
 
   Returns:
     `ds` with `len(ds) == num_epochs * steps_per_epoch`; `ds[step]` is `{'image': [n_l + o_l, H, W, C] float32,
     'label': [n_l + o_l] int32}` with this process's `n_l` normal rows (label 0) first, then its `o_l` OE rows
-    (label 1); and `steps_per_epoch = ceil(N / normal_per_batch)`.
+    (label 1), plus 'oe_class' [n_l + o_l] int32 with `oe_labels`; and `steps_per_epoch = ceil(N / normal_per_batch)`.
   """
   normal_per_batch = global_batch_size - oe_per_batch
   n_proc, proc = jax.process_count(), jax.process_index()
@@ -126,6 +129,9 @@ def mixed_batches(images: np.ndarray, *, oe_images: np.ndarray | None, oe_per_ba
   if labels is not None and (oe_per_batch or len(labels) != len(images)):
     raise ConfigError(f"Class labels need oe.per_batch=0 and one label per image ({len(labels)} labels, "
                       f"{len(images)} images, oe_per_batch={oe_per_batch}).")
+  if oe_labels is not None and (not oe_per_batch or len(oe_labels) != len(oe_images)):
+    raise ConfigError(f"OE class labels need oe.per_batch > 0 and one label per OE image ({len(oe_labels)} labels, "
+                      f"{0 if oe_images is None else len(oe_images)} OE images, oe_per_batch={oe_per_batch}).")
   steps_per_epoch = math.ceil(len(images) / normal_per_batch)
   normal_stream = _Stream(len(images), seed, 0)
   oe_stream = _Stream(len(oe_images), seed, 1) if oe_per_batch else None
@@ -140,8 +146,12 @@ def mixed_batches(images: np.ndarray, *, oe_images: np.ndarray | None, oe_per_ba
     if augment:
       off, flip = random_crop_flip_params(rng, normal_per_batch, pad=pad)
       parts[0] = crop_flip(x_n, off[proc * nl:(proc + 1) * nl], flip[proc * nl:(proc + 1) * nl], pad=pad, fill=fill)
+    out = {}
     if oe_per_batch:
-      x_o = oe_images[oe_stream.take(step * oe_per_batch, oe_per_batch)[proc * ol:(proc + 1) * ol]]
+      idx_o = oe_stream.take(step * oe_per_batch, oe_per_batch)[proc * ol:(proc + 1) * ol]
+      x_o = oe_images[idx_o]
+      if oe_labels is not None:
+        out["oe_class"] = np.concatenate([np.full(nl, -1, np.int32), oe_labels[idx_o].astype(np.int32)])
       if augment:
         off, flip = random_crop_flip_params(rng, oe_per_batch, pad=pad)
         x_o = crop_flip(x_o, off[proc * ol:(proc + 1) * ol], flip[proc * ol:(proc + 1) * ol], pad=pad, fill=fill)
@@ -150,6 +160,6 @@ def mixed_batches(images: np.ndarray, *, oe_images: np.ndarray | None, oe_per_ba
       label = np.concatenate([np.full(nl, NORMAL, np.int32), np.full(ol, OE, np.int32)])
     else:
       label = labels[idx_n].astype(np.int32)
-    return {"image": np.concatenate(parts).astype(np.float32, copy=False), "label": label}
+    return {"image": np.concatenate(parts).astype(np.float32, copy=False), "label": label, **out}
 
   return grain.MapDataset.range(num_epochs * steps_per_epoch).map(make), steps_per_epoch

@@ -132,6 +132,38 @@ def _resolve_source(name: str, source: str, data_dir: str | None) -> str:
   return source
 
 
+def missing(name: str, *, source: str = "auto", data_dir: str | None = None) -> str | None:
+  """None if dataset `name` can be read without a download, else what is missing and how to get it.
+
+  For configs that must fail at once on a machine without the data (e.g. configs/adra_stl10.py), before anything
+  is loaded or downloaded. 'npz' (or 'auto' with a data folder) needs `<data_dir>/<name>.npz`; 'tfds' (or 'auto'
+  without one) needs the tfds dataset prepared in tfds' data folder.
+  """
+  info = get_info(name)
+  if name == "digits":
+    return None
+  data_dir = resolve_data_dir(data_dir)
+  if source == "auto":
+    source = "npz" if data_dir else "tfds"
+  if source not in ("npz", "tfds"):
+    raise DataError(f"Unknown data source {source!r}; valid: 'auto', 'npz', 'tfds'.")
+  if source == "npz":
+    path = os.path.join(data_dir, f"{name}.npz") if data_dir else f"${DATA_DIR_ENV}/{name}.npz"
+    return None if data_dir and os.path.exists(path) else f"{path} does not exist; to make it: {_hint(name)}"
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  try:
+    builder = tfds.builder(info.tfds_name)
+    if builder.is_prepared():
+      return None
+    where = builder.data_dir
+  except Exception as e:  # pylint: disable=broad-except  (an unknown or broken tfds install: say so)
+    where = f"tfds ({type(e).__name__}: {e})"
+  return (f"{name} is neither in a data folder (set {DATA_DIR_ENV}) nor prepared by tfds in {where}; to get it: "
+          f"{_hint(name)}; with internet: python -c \"import tensorflow_datasets as tfds; "
+          f"tfds.data_source('{info.tfds_name}', split='train')\"")
+
+
 def load(name: str, *, source: str = "auto", data_dir: str | None = None) -> Arrays:
   """Loads dataset `name` from `source` in {'auto', 'npz', 'tfds', 'digits'}.
 

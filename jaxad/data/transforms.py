@@ -43,7 +43,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Keyed by dataset name (the default) or by `data.standardize_stats` when a config names other constants.
 STANDARDIZE_STATS = {"cifar10": (CIFAR_MEAN, CIFAR_STD), "cifar100": (CIFAR_MEAN, CIFAR_STD),
                      "cifar100_own": (CIFAR100_MEAN, CIFAR100_STD),
-                     "imagenet32": (IMAGENET_MEAN, IMAGENET_STD), "imagenet64": (IMAGENET_MEAN, IMAGENET_STD)}
+                     "imagenet32": (IMAGENET_MEAN, IMAGENET_STD), "imagenet64": (IMAGENET_MEAN, IMAGENET_STD),
+                     # STL-10 is drawn from ImageNet and its models start from an ImageNet-96 source net.
+                     "stl10": (IMAGENET_MEAN, IMAGENET_STD)}
 
 
 def to_unit(x: np.ndarray) -> np.ndarray:

@@ -14,6 +14,8 @@ METHODS = {
     "hsc": transfer.stages,
     "sad": transfer.stages,
     "dsvdd_resnet26": transfer.stages,
+    "ewc": transfer.stages,
+    "doc": transfer.stages,
     # Source models for the above: K-way classification (ImageNet 32/96, or the CIFAR-100 stand-in).
     "supervised": supervised.stages,
 }

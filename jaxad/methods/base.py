@@ -35,6 +35,8 @@ class Stage:
       stages lives here.
     init_extra: `(variables, predict, images) -> extra`: the method's own non-gradient state (centers, radii).
     update_extra: `(extra, aux, epoch) -> extra`, run inside the jitted step after the optimizer update.
+    finalize_extra: `(variables, extra, predict, images) -> extra`, run once the stage is trained (also in
+      `--mode=eval`), before scoring: for state fitted to the final network, e.g. DOC's template of normal features.
     score: `(variables, extra, batch) -> {scorer: [B] scores}`, higher = more anomalous, eval mode.
     batches: `(images, *, global_batch_size, seed, num_epochs) -> (grain.MapDataset, steps_per_epoch)` where
       `ds[step]` is a dict batch; default `jaxad.data.pipeline.train_batches` (shuffled normal images). Methods with
@@ -47,5 +49,6 @@ class Stage:
   init_variables: Callable[..., Any] | None = None
   init_extra: Callable[..., Any] | None = None
   update_extra: Callable[..., Any] | None = None
+  finalize_extra: Callable[..., Any] | None = None
   score: Callable[..., Any] | None = None
   batches: Callable[..., Any] | None = None
