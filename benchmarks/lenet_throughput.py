@@ -13,7 +13,6 @@ import platform
 import resource
 import subprocess
 import sys
-import time
 
 VARIANTS = {
     "default": "",
@@ -27,6 +26,7 @@ def measure(config_name: str, steps: int) -> dict:
   from jaxad import evaluate, parallel, train
   from jaxad.config import load_config
   from jaxad.methods import get_method
+  from step_timing import run_steps  # pylint: disable=g-import-not-at-top  (benchmarks/, the script's folder)
 
   config = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", config_name))
   mesh = parallel.make_mesh()
@@ -39,18 +39,9 @@ def measure(config_name: str, steps: int) -> dict:
     state = parallel.replicate(train.init_state(stage, jax.random.key(0), x, previous, tx, predict), mesh)
     step = jax.jit(train.make_train_step(stage, 20), donate_argnums=0)
     batch = parallel.shard_batch({"image": x[:bs]}, mesh)
-    t0 = time.perf_counter()
-    state, m = step(state, batch)
-    jax.block_until_ready(m)
-    compile_s = time.perf_counter() - t0
-    for _ in range(3):  # warm-up
-      state, m = step(state, batch)
-    jax.block_until_ready(m)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-      state, m = step(state, batch)
-    jax.block_until_ready(m)
-    dt = time.perf_counter() - t0
+    state, compile_s = run_steps(step, state, batch, 1)  # the first call compiles
+    state, _ = run_steps(step, state, batch, 3)  # warm-up
+    state, dt = run_steps(step, state, batch, steps)
     out[stage.name] = {"batch_size": bs, "steps": steps, "img_per_s": steps * bs / dt, "compile_s": compile_s}
     previous = state
   out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

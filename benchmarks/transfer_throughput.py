@@ -35,6 +35,7 @@ def measure(method: str, steps: int, image_size: int) -> dict:
   from jaxad.config import load_config  # pylint: disable=g-import-not-at-top
   from jaxad.methods import get_method  # pylint: disable=g-import-not-at-top
   from jaxad.models import count_params  # pylint: disable=g-import-not-at-top
+  from step_timing import run_steps  # pylint: disable=g-import-not-at-top  (benchmarks/, the script's folder)
 
   config = load_config(os.path.join(REPO, "configs", CONFIGS[method]))
   config.oe.limit = 64  # the step never sees the OE set itself: random images below
@@ -53,16 +54,8 @@ def measure(method: str, steps: int, image_size: int) -> dict:
   step = jax.jit(train.make_train_step(stage, 79), donate_argnums=0).lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
   mem = step.memory_analysis()  # XLA's own accounting of the step's buffers (what a GPU/TPU would need)
-  state, m = step(state, batch)
-  jax.block_until_ready(m)
-  for _ in range(2):  # warm-up
-    state, m = step(state, batch)
-  jax.block_until_ready(m)
-  t0 = time.perf_counter()
-  for _ in range(steps):
-    state, m = step(state, batch)
-  jax.block_until_ready(m)
-  dt = time.perf_counter() - t0
+  state, _ = run_steps(step, state, batch, 3)  # warm-up
+  state, dt = run_steps(step, state, batch, steps)
   return {"method": method, "image_size": image_size, "batch_size": bs, "steps": steps,
           "img_per_s": steps * bs / dt, "ms_per_step": 1e3 * dt / steps, "compile_s": compile_s,
           "params": count_params(state.params), "trainable_params": n_trainable,

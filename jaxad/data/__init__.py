@@ -107,8 +107,9 @@ def make_oe(oe: ml_collections.ConfigDict, data: ml_collections.ConfigDict) -> n
                       "test anomalies.")
   else:  # any split of the OE dataset: CIFAR-100 'train', STL-10 'unlabelled', SVHN 'extra', ...
     x, _ = sources.load_split(oe.name, oe.split, source=oe.source, data_dir=oe.data_dir or data.data_dir or None)
-    if oe.limit and oe.limit < len(x):
-      x = x[np.sort(np.random.default_rng(0).permutation(len(x))[:oe.limit])]
+    keep = fixed_subset(len(x), oe.limit)
+    if keep is not None:
+      x = x[keep]
   x = transforms.to_unit(x)
   if data.preprocess == "standardize":
     x = transforms.standardize(x, *standardize_stats(data))
@@ -191,15 +192,26 @@ def _minmax(data, x_train_gcn):
   raise ConfigError(f"data.minmax must be 'published' or 'computed', got {data.minmax!r}.")
 
 
+def fixed_subset(n: int, limit: int, rng: np.random.Generator | None = None) -> np.ndarray | None:
+  """Sorted indices of a random `limit` of `n` items (seed 0 unless `rng` is given), or None if `limit` keeps all.
+
+  The `*.limit` keys of quick runs use it, so a subset never depends on the run's seed.
+  """
+  if not limit or limit >= n:
+    return None
+  rng = np.random.default_rng(0) if rng is None else rng
+  return np.sort(rng.permutation(n)[:limit])
+
+
 def _subsample(task: protocols.Task, train_limit: int, test_limit: int) -> protocols.Task:
   """A fixed random subset (seed 0, independent of the run's seed) for quick runs; 0 keeps everything."""
-  rng = np.random.default_rng(0)
-  if train_limit and train_limit < len(task.x_train):
-    keep = np.sort(rng.permutation(len(task.x_train))[:train_limit])
+  rng = np.random.default_rng(0)  # one stream: the test subset is drawn after the train subset
+  keep = fixed_subset(len(task.x_train), train_limit, rng)
+  if keep is not None:
     task = dataclasses.replace(task, x_train=task.x_train[keep],
                                train_labels=None if task.train_labels is None else task.train_labels[keep])
-  if test_limit and test_limit < len(task.x_test):
-    keep = np.sort(rng.permutation(len(task.x_test))[:test_limit])
+  keep = fixed_subset(len(task.x_test), test_limit, rng)
+  if keep is not None:
     task = dataclasses.replace(task, x_test=task.x_test[keep], test_labels=task.test_labels[keep],
                                test_classes=task.test_classes[keep])
   return task

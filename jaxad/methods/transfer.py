@@ -59,7 +59,7 @@ import numpy as np
 import optax
 
 from jaxad import losses, scores
-from jaxad.data import black_pixel, default_config as default_data_config, make_oe, oe as oe_data
+from jaxad.data import black_pixel, default_config as default_data_config, fixed_subset, make_oe, oe as oe_data
 from jaxad.data import sources, transforms
 from jaxad.errors import ConfigError, DataError
 from jaxad.methods.base import Stage
@@ -98,13 +98,12 @@ def stages(config: ml_collections.ConfigDict, input_shape: tuple[int, int, int])
     raise ConfigError(f"objective.loss={obj.loss!r} trains against outlier exposure: set oe.per_batch > 0.")
   source = config.transfer.source
   source_task = obj.loss == "doc" or obj.regularizer == "ewc"  # needs the source head and source-domain images
-  if source != "random":
-    check_source(source)
-  elif source_task:
+  src = read_source(source) if source != "random" else None  # read once, for the head size and every load below
+  if src is None and source_task:
     raise ConfigError(f"{config.method}: objective.loss={obj.loss!r} / regularizer={obj.regularizer!r} start from a "
                       "source classifier: set transfer.source to source weights with their head (convert with "
                       "--keep_head, or a pretrain_resnet26_* run's <workdir>/source).")
-  head = source_head_size(source) if source_task else 0
+  head = source_head_size(source, src) if source_task else 0
   model = get_model(config.model.name)(num_classes=head if obj.loss == "doc" else 1, adapters=config.model.adapters,
                                       adapter_init=config.model.adapter_init)
   oe_images, oe_labels, reference = None, None, None
@@ -128,7 +127,7 @@ def stages(config: ml_collections.ConfigDict, input_shape: tuple[int, int, int])
     del previous
     variables = model.init(rng, images, train=False)
     if source != "random":
-      variables = load_source(source, variables, keep_head=obj.loss == "doc")
+      variables = load_source(source, variables, keep_head=obj.loss == "doc", src=src)
     return variables
 
   def init_extra(variables, predict, images):
@@ -138,7 +137,7 @@ def stages(config: ml_collections.ConfigDict, input_shape: tuple[int, int, int])
     if ewc:
       source_model = get_model(config.model.name)(num_classes=head)
       source_vars = load_source(source, source_model.init(jax.random.key(0), images[:1], train=False),
-                                keep_head=True)
+                                keep_head=True, src=src)
       fisher = traverse_util.flatten_dict(source_fisher(source_model, source_vars, *reference), sep="/")
       extra["fisher"] = traverse_util.unflatten_dict(
           {name: fisher[name] if is_backbone(name) and name in fisher else np.zeros_like(value)
@@ -216,9 +215,12 @@ def read_source(path: str) -> dict:
   return traverse_util.flatten_dict(jax.tree.map(np.asarray, dict(restored)), sep="/")
 
 
-def source_head_size(path: str) -> int:
-  """Number of classes of the source checkpoint's classifier head; a DataError if it was converted without one."""
-  kernel = read_source(path).get("params/head/kernel")
+def source_head_size(path: str, src: dict | None = None) -> int:
+  """Number of classes of the source checkpoint's classifier head; a DataError if it was converted without one.
+
+  `src` is the checkpoint as `read_source(path)` returns it, if already read.
+  """
+  kernel = (read_source(path) if src is None else src).get("params/head/kernel")
   if kernel is None or kernel.shape[-1] < 2:  # the converter's default writes a fresh 1-output AD head
     raise DataError(f"Source weights {path} have no classifier head, which EWC and DOC need (the source task). "
                     "Convert with: python third_party_weights/convert_resnet26_torch.py --input resnet26.pth "
@@ -226,14 +228,15 @@ def source_head_size(path: str) -> int:
   return int(kernel.shape[-1])
 
 
-def load_source(path: str, variables, *, keep_head: bool = False):
+def load_source(path: str, variables, *, keep_head: bool = False, src: dict | None = None):
   """`variables` with every leaf taken from the source checkpoint at `path`, except the head and the adapters.
 
   The source may hold more (a 1000-way head, adapters): those are ignored. With `keep_head`, the head comes from
   the source as well (EWC's Fisher and DOC's descriptiveness loss use the source task's classifier). Missing or
-  mis-shaped leaves raise a DataError that lists them all.
+  mis-shaped leaves raise a DataError that lists them all. `src` is the checkpoint as `read_source(path)` returns
+  it, if already read.
   """
-  src = read_source(path)
+  src = read_source(path) if src is None else src
   flat = traverse_util.flatten_dict(jax.tree.map(np.asarray, dict(variables)), sep="/")
   out, missing, mis_shaped = {}, [], []
   for name, value in flat.items():
@@ -271,8 +274,8 @@ def load_reference(reference: ml_collections.ConfigDict, data: ml_collections.Co
   if y is None:
     raise ConfigError(f"reference {reference.name!r} split {reference.split!r} has no labels; EWC and DOC need the "
                       "source task's labels.")
-  if limit and limit < len(x):
-    keep = np.sort(np.random.default_rng(0).permutation(len(x))[:limit])
+  keep = fixed_subset(len(x), limit)
+  if keep is not None:
     x, y = x[keep], y[keep]
   if len(y) and (y.min() < 0 or y.max() >= num_classes):
     raise ConfigError(f"reference labels span [{y.min()}, {y.max()}], but the source head has {num_classes} "
