@@ -7,8 +7,11 @@ Source: VICO-UoE/TransferAD, Google Drive id 1uRmyJfs5OW2s0USoue6WbPdr_04MNOFI (
   python third_party_weights/convert_resnet26_torch.py --input resnet26.pth --output /abs/path/resnet26_transferad
 
 The output directory is an Orbax `StandardCheckpointer` checkpoint of `{'params': ..., 'batch_stats': ...}` for
-`jaxad.models.resnet26.ResNet26(variant='transferad', adapters=..., num_classes=...)`; restore it with
-`orbax.checkpoint.StandardCheckpointer().restore(path)`.
+`jaxad.models.resnet26.ResNet26(variant='transferad', adapters=..., num_classes=...)`, written and read with
+`jaxad.models.weights.save` / `load` (numpy arrays; `orbax.checkpoint.StandardCheckpointer().restore(path)` works
+too). The input is read with `torch.load(..., weights_only=True)`, so no pickled code runs. An --output that exists
+is refused unless --force (which replaces only an existing checkpoint); an --output that is, lies in or contains
+--input is always refused. Exit status: 0 done, 1 bad input file, 2 bad --output (nothing read or written).
 
 Key mapping (PyTorch -> jaxad):
   pre_conv.weight [O,I,3,3]              -> params/stem/conv/kernel [3,3,I,O]   (transpose(2, 3, 1, 0))
@@ -21,7 +24,9 @@ Key mapping (PyTorch -> jaxad):
   end_bn_relu.0.*                        -> end_bn/*
   linears.{weight,bias}                  -> params/head/{kernel (transposed), bias}, only with keep_head
   *.num_batches_tracked                  -> ignored (the flax-convention BN has no step counter)
-Adapters absent from the checkpoint and the (new) AD head are initialised as `ResNet26.init` does.
+Adapters absent from the checkpoint and the (new) AD head are initialised as `ResNet26.init` does. The renamed
+arrays are merged into those initial variables with `weights.merge_params`, so one error lists every missing,
+unexpected and mis-shaped key.
 """
 
 import argparse
@@ -39,11 +44,11 @@ try:
 except ImportError:  # run as a script from a source checkout
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from flax import traverse_util  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from jaxad.errors import UserError  # noqa: E402
+from jaxad.models import weights  # noqa: E402
 from jaxad.models.resnet26 import ResNet26  # noqa: E402
 
 DRIVE_ID = '1uRmyJfs5OW2s0USoue6WbPdr_04MNOFI'
@@ -55,6 +60,7 @@ DOWNLOAD_HINT = (
 
 _BN_KEYS = {'weight': ('params', 'scale'), 'bias': ('params', 'bias'),
             'running_mean': ('batch_stats', 'mean'), 'running_var': ('batch_stats', 'var')}
+ADAPTER = r'(^|/)adapter\d*/'  # jaxad names of the 1x1 adapters
 _MODULES = re.compile(r'^(pre_conv|pre_ra|pre_bn|end_bn_relu\.0|linears|layer([123])\.([0-3])\.(conv|ra|bn)([12]))\.(\w+)$')
 
 
@@ -103,13 +109,22 @@ def template_variables(*, adapters: bool = False, num_classes: int = 1, rng: Any
   return jax.tree.map(np.asarray, {k: dict(v) for k, v in variables.items()})
 
 
+def _name(collection: str, path: tuple[str, ...]) -> str:
+  return '/'.join((collection,) + path)
+
+
 def convert_state_dict(state_dict: Mapping[str, Any], *, adapters: bool = False, num_classes: int = 1,
                        keep_head: bool = False, rng: Any = 0, dtype: Any = np.float32) -> dict[str, Any]:
   """Converts a TransferAD ResNet26 state dict into jaxad `{'params': ..., 'batch_stats': ...}`.
 
+  The state dict is renamed and transposed into jaxad names, then merged into `template_variables(...)` with
+  `jaxad.models.weights.merge_params`: the AD head (unless keep_head) and, when the file has none, the adapters keep
+  their fresh initialisation; every other leaf must come from the file.
+
   Args:
     state_dict: PyTorch key -> array (numpy arrays, or CPU tensors; anything `np.asarray` takes).
-    adapters: build the ADRA net; adapters missing from the checkpoint (the usual case) are freshly initialised.
+    adapters: build the ADRA net; adapters absent from the checkpoint (the usual case) are freshly initialised, and
+      a checkpoint that has adapters must have all of them.
     num_classes: outputs of the head; with keep_head it must equal the checkpoint's `linears` size.
     keep_head: convert `linears.*` into `head` instead of dropping them and initialising a new head.
     rng: int seed or jax PRNG key for the freshly initialised parts (adapters, head).
@@ -119,57 +134,52 @@ def convert_state_dict(state_dict: Mapping[str, Any], *, adapters: bool = False,
     Nested dicts of numpy arrays, with exactly the structure of `ResNet26(...).init(...)`.
 
   Raises:
-    ConversionError: listing every missing, unexpected and mis-shaped key.
+    ConversionError: listing every missing, unexpected and mis-shaped key (PyTorch names).
   """
   template = template_variables(adapters=adapters, num_classes=num_classes, rng=rng)
-  flat = traverse_util.flatten_dict(template)
-  converted, present = {}, set()
-  unexpected, mis_shaped = [], []
+  loaded, origin = {}, {}  # jaxad name -> array; jaxad name -> (PyTorch key, PyTorch shape)
   for key, value in state_dict.items():
     target = _target(key)
-    if target is None:
-      unexpected.append(key)
+    if target is None:  # no place in ResNet26: kept under its own name, so that merge_params reports it
+      loaded[key] = np.asarray(value)
       continue
     collection, path, kind = target
-    if kind == 'ignore' or (path[0] == 'head' and not keep_head):
+    if kind == 'ignore':
       continue
-    if path[-2].startswith('adapter') and not adapters:
-      unexpected.append(f'{key} (an adapter: convert with adapters=True / --adapters)')
-      continue
-    present.add((collection,) + path)
     array = np.asarray(value)
     if kind == 'conv' and array.ndim == 4:
       array = array.transpose(2, 3, 1, 0)
     elif kind == 'linear' and array.ndim == 2:
       array = array.T
-    expected = flat[(collection,) + path].shape
-    if array.shape != expected:
-      mis_shaped.append(f'{key}: got {tuple(np.shape(value))} -> {array.shape}, jaxad expects {expected}')
-      continue
-    converted[(collection,) + path] = array
+    loaded[_name(collection, path)] = array
+    origin[_name(collection, path)] = (key, tuple(np.shape(value)))
 
-  def optional(p):  # freshly initialised when absent
-    return p[-2].startswith('adapter') or (p[1] == 'head' and not keep_head)
+  dont_load = [] if keep_head else [r'^params/head/']
+  has_adapters = any(re.search(ADAPTER, name) for name in origin)
+  if adapters and not has_adapters:
+    dont_load.append(ADAPTER)
+  try:
+    variables = weights.merge_params(loaded, template, dont_load=dont_load, strict=True, what='the state dict')
+  except weights.MergeError as e:
 
-  missing = [p for p in flat if p not in present and not optional(p)]
-  if missing or unexpected or mis_shaped:
-    lines = ['The state dict does not match jaxad ResNet26 (TransferAD layout, '
-             f'adapters={adapters}, num_classes={num_classes}, keep_head={keep_head}).']
-    if missing:
-      lines.append(f'Missing ({len(missing)}): ' + ', '.join(_torch_name(p) for p in missing))
-    if unexpected:
-      lines.append(f'Unexpected ({len(unexpected)}): ' + ', '.join(unexpected))
-    if mis_shaped:
-      lines.append(f'Mis-shaped ({len(mis_shaped)}): ' + '; '.join(mis_shaped))
-    raise ConversionError('\n'.join(lines))
+    def torch_name(name):
+      if name in origin:
+        key, shape = origin[name]
+        if re.search(ADAPTER, name) and not adapters:
+          return f'{key} (an adapter: convert with adapters=True / --adapters)'
+        return f'{key} {shape} -> jaxad {name}'
+      return _torch_name(name) if name in e.report.missing else name
 
-  out = {p: converted.get(p, flat[p]).astype(dtype) for p in flat}
-  return traverse_util.unflatten_dict(out)
+    report = e.report.renamed(torch_name)
+    raise ConversionError('The state dict does not match jaxad ResNet26 (TransferAD layout, '
+                          f'adapters={adapters}, num_classes={num_classes}, keep_head={keep_head}).\n'
+                          + report.describe(limit=None)) from None
+  return jax.tree.map(lambda a: a.astype(dtype), variables)
 
 
-def _torch_name(path: tuple[str, ...]) -> str:
-  """The PyTorch key that a jaxad variable path comes from (for error messages)."""
-  collection, *mods, leaf = path
+def _torch_name(name: str) -> str:
+  """The PyTorch key that a jaxad variable name comes from, with the jaxad name (for error messages)."""
+  collection, *mods, leaf = name.split('/')
   mods = '/'.join(mods)
   torch_leaf = {('params', 'scale'): 'weight', ('params', 'bias'): 'bias', ('params', 'kernel'): 'weight',
                 ('batch_stats', 'mean'): 'running_mean', ('batch_stats', 'var'): 'running_var'}[(collection, leaf)]
@@ -180,7 +190,7 @@ def _torch_name(path: tuple[str, ...]) -> str:
   else:
     module = {'stem/conv': 'pre_conv', 'stem/adapter': 'pre_ra', 'stem/bn': 'pre_bn', 'end_bn': 'end_bn_relu.0',
               'head': 'linears'}[mods]
-  return f'{module}.{torch_leaf} (jaxad {collection}/{mods}/{leaf})'
+  return f'{module}.{torch_leaf} (jaxad {name})'
 
 
 def sha256(path: os.PathLike) -> str:
@@ -211,17 +221,27 @@ def load_torch_state_dict(path: os.PathLike) -> dict[str, np.ndarray]:
 
 
 def save_variables(directory: os.PathLike, variables: Mapping[str, Any], *, force: bool = False) -> pathlib.Path:
-  """Writes variables as an Orbax StandardCheckpointer checkpoint at `directory` (made absolute)."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  directory = pathlib.Path(directory).resolve()
-  checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(directory, variables, force=force)
-  checkpointer.wait_until_finished()
-  checkpointer.close()
-  return directory
+  """Writes variables as an Orbax StandardCheckpointer checkpoint at `directory` (made absolute); see weights.save."""
+  return pathlib.Path(weights.save(directory, variables, force=force))
+
+
+def _check_paths(input_path: str, output_path: str, force: bool) -> str | None:
+  """Why --output cannot be written (one line), or None. Nothing is read or written here."""
+  inp, out = pathlib.Path(input_path).resolve(), pathlib.Path(output_path).resolve()
+  if out == inp:
+    return f'--output {out} is the --input file; choose another --output (a new directory).'
+  if inp in out.parents:
+    return f'--output {out} lies inside --input {inp}; choose a directory elsewhere.'
+  if out in inp.parents:
+    return (f'--output {out} contains --input {inp}, and writing it would delete the input; choose another '
+            '--output.')
+  if os.path.lexists(out) and not force:
+    return f'--output {out} already exists; pass --force to replace it, or choose another --output.'
+  return None
 
 
 def main(argv=None) -> int:
+  """Command line; returns 0 on success, 1 for a bad input file, 2 for a bad --output (nothing read or written)."""
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--input', required=True, help='resnet26.pth (TransferAD state_dict)')
   parser.add_argument('--output', required=True, help='checkpoint directory to create (Orbax)')
@@ -230,9 +250,14 @@ def main(argv=None) -> int:
   parser.add_argument('--num_classes', type=int, default=None,
                       help='head outputs; default 1, or the checkpoint head size with --keep_head')
   parser.add_argument('--seed', type=int, default=0, help='seed for the freshly initialised adapters/head')
-  parser.add_argument('--force', action='store_true', help='overwrite --output if it exists')
+  parser.add_argument('--force', action='store_true',
+                      help='replace --output if it is an existing checkpoint (other files are never deleted)')
   args = parser.parse_args(argv)
 
+  problem = _check_paths(args.input, args.output, args.force)
+  if problem:
+    print(f'error: {problem}', file=sys.stderr)
+    return 2
   try:
     state_dict = load_torch_state_dict(args.input)
     print(f'sha256({args.input}) = {sha256(args.input)}')
@@ -241,11 +266,11 @@ def main(argv=None) -> int:
       num_classes = state_dict['linears.weight'].shape[0] if args.keep_head and 'linears.weight' in state_dict else 1
     variables = convert_state_dict(state_dict, adapters=args.adapters, num_classes=num_classes,
                                    keep_head=args.keep_head, rng=args.seed)
+    out = weights.save(args.output, variables, force=args.force)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   dropped = sorted(k for k in state_dict if k.startswith('linears.')) if not args.keep_head else []
-  out = save_variables(args.output, variables, force=args.force)
   n = sum(a.size for a in jax.tree.leaves(variables['params']))
   print(f'Wrote {out} (ResNet26 transferad, adapters={args.adapters}, num_classes={num_classes}, {n:,} params'
         + (f'; dropped {", ".join(dropped)}' if dropped else '') + ').')
