@@ -23,7 +23,7 @@ demo: $(VENV)/.installed
 
 # Tests that need the real CIFAR-10/100 and MNIST arrays read $$JAXAD_DATA_DIR (see README, "Data").
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 clean:
 	rm -rf $(VENV) workdirs

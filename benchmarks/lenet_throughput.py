@@ -3,7 +3,8 @@ r"""Training throughput (img/s) and peak memory of the LeNet autoencoder and enc
   python benchmarks/lenet_throughput.py --out=benchmarks/results/lenet_throughput.json
 
 Each variant runs in its own process (XLA_FLAGS must be set before jax starts), on random CIFAR-sized images with
-the configs' batch sizes: the jitted train step of each stage is timed after compilation and a warm-up.
+the configs' batch sizes: the jitted train step of each training phase is timed after compilation and a warm-up
+(fit phases, e.g. the hypersphere centers between the two, run untimed on the same random images).
 """
 
 import argparse
@@ -23,27 +24,32 @@ VARIANTS = {
 def measure(config_name: str, steps: int) -> dict:
   import jax
   import numpy as np
-  from jaxad import evaluate, parallel, train
+  from jaxad import optim, parallel, train
   from jaxad.config import load_config
   from jaxad.methods import get_method
-  from step_timing import run_steps  # pylint: disable=g-import-not-at-top  (benchmarks/, the script's folder)
+  from jaxad.methods.base import DataSpec, FitPhase
+  from step_timing import fit_phase, run_steps  # pylint: disable=g-import-not-at-top  (benchmarks/, this folder)
 
   config = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", config_name))
   mesh = parallel.make_mesh()
   x = np.random.default_rng(0).uniform(size=(512, 32, 32, 3)).astype(np.float32)
-  predict = evaluate.make_predict(mesh, 512)
-  out, previous = {}, None
-  for i, stage in enumerate(get_method(config.method)(config, x.shape[1:])):
-    bs = stage.optim.batch_size
-    tx = train.make_optimizer(stage.optim, steps_per_epoch=20)
-    state = parallel.replicate(train.init_state(stage, jax.random.key(0), x, previous, tx, predict), mesh)
-    step = jax.jit(train.make_train_step(stage, 20), donate_argnums=0)
-    batch = parallel.shard_batch({"image": x[:bs]}, mesh)
+  method = get_method(config.method)(config, DataSpec(x.shape[1:]))
+  out, outputs = {}, {}
+  for i, phase in enumerate(method.phases):
+    if isinstance(phase, FitPhase):  # not timed: e.g. the hypersphere 'center', over the 512 random images at once
+      outputs[phase.name] = fit_phase(config, method, i, outputs, x, mesh, batch_size=512)
+      continue
+    bs = phase.batch_size
+    tx = optim.make_optimizer(phase.optim, steps_per_epoch=20)
+    batch = {"image": x[:bs]}
+    state = parallel.replicate(train.init_state(phase, jax.random.key(0), batch, outputs, tx), mesh)
+    step = jax.jit(train.make_train_step(phase, 20, jax.random.key(1)), donate_argnums=0)
+    batch = parallel.shard_batch(batch, mesh)
     state, compile_s = run_steps(step, state, batch, 1)  # the first call compiles
     state, _ = run_steps(step, state, batch, 3)  # warm-up
     state, dt = run_steps(step, state, batch, steps)
-    out[stage.name] = {"batch_size": bs, "steps": steps, "img_per_s": steps * bs / dt, "compile_s": compile_s}
-    previous = state
+    out[phase.name] = {"batch_size": bs, "steps": steps, "img_per_s": steps * bs / dt, "compile_s": compile_s}
+    outputs[phase.name] = state.output()
   out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   return out
 

@@ -3,8 +3,10 @@ r"""Deep SVDD (one-class, soft) and MOCCA (soft, hard) on real CIFAR-10 one-vs-r
   JAXAD_DATA_DIR=DIR python benchmarks/reproduce_cifar10.py --classes=1,3,8 --seeds=1,2 --ae_epochs=10 --epochs=10
 
 For each (class, seed, paper) the autoencoder is pretrained once and both boundaries start from that same checkpoint
-(copied into the second run's workdir, where the trainer finds the pretraining stage complete). Milestones and the
-soft-boundary warm-up keep the recipes' proportions (AE 250/350, encoder 50/150, warm-up 10/150 of the epochs).
+(checkpoints/pretrain, copied into the second run's workdir, where the trainer finds the 'pretrain' phase's output
+and skips it; the 'center' fit phase runs again, on the same weights and images). The step schedules' milestones
+and the soft-boundary warm-up keep the recipes' proportions (AE 250/350, encoder 50/150, warm-up 10/150 of the
+epochs).
 Results are written after every run to --out (JSON) and beside it as a markdown table with the papers' values.
 """
 
@@ -36,15 +38,18 @@ RUNS = (("dsvdd", ("hard", "soft")), ("mocca", ("soft", "hard")))
 
 
 def budget(config, ae_epochs, epochs):
-  config.pretrain.epochs, config.pretrain.milestones = ae_epochs, (max(1, round(ae_epochs * 250 / 350)),)
-  config.train.epochs, config.train.milestones = epochs, (max(1, round(epochs * 50 / 150)),)
+  # The recipes' schedule='step' (lr x0.1 at each milestone), with the milestones scaled to the budget.
+  config.pretrain.epochs = ae_epochs
+  config.pretrain.schedule_kwargs.milestones = (max(1, round(ae_epochs * 250 / 350)),)
+  config.train.epochs = epochs
+  config.train.schedule_kwargs.milestones = (max(1, round(epochs * 50 / 150)),)
   config.objective.warmup_epochs = max(1, round(epochs * 10 / 150))
   return config
 
 
-def stage_img_per_s(workdir, stage):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    rates = [r["img_per_s"] for r in map(json.loads, f) if r["stage"] == stage]
+def stage_img_per_s(workdir, phase):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:  # records keep the key "stage" (= the phase name)
+    rates = [r["img_per_s"] for r in map(json.loads, f) if r["stage"] == phase]
   return statistics.median(rates[1:] or rates)  # the first record includes compilation
 
 

@@ -1,8 +1,17 @@
-"""Wall time of jitted train steps, shared by the throughput benchmarks (import after XLA_FLAGS is set)."""
+"""Wall time of jitted train steps, shared by the throughput benchmarks (import after XLA_FLAGS is set).
 
+Also the one way both benchmarks get a method's fit phases done (hypersphere centers, ADIB's source weights) without
+a dataset: `fit_phase` runs a `FitPhase` as the trainer's `Runner` does, on random images as the 'normal' source.
+"""
+
+import tempfile
 import time
 
 import jax
+import numpy as np
+
+from jaxad import train
+from jaxad.data import Source
 
 
 def run_steps(step, state, batch, n: int):
@@ -15,3 +24,18 @@ def run_steps(step, state, batch, n: int):
     state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
   return state, time.perf_counter() - t0
+
+
+def fit_phase(config, method, index: int, previous: dict, images: np.ndarray, mesh, *, batch_size: int = 0):
+  """The `Output` of `method.phases[index]` (a `FitPhase`) given the earlier phases' outputs `previous`.
+
+  It runs through `jaxad.train.Runner.fit_phase` (the trainer's `FitContext`: the phase's rng, a `predict` over the
+  mesh in eval batches of `batch_size`, default `config.eval.batch_size`), with `images` (float32, already network
+  inputs) as the 'normal' source and a throwaway workdir. Not timed: the benchmarks time training phases only.
+  """
+  if batch_size:
+    config = config.copy_and_resolve_references()
+    config.eval.batch_size = batch_size
+  with tempfile.TemporaryDirectory() as workdir:
+    runner = train.Runner(config, workdir, method, {"normal": Source.of(images)}, mesh)
+    return runner.fit_phase(method.phases[index], index, previous)

@@ -46,7 +46,7 @@ def pretrain_source(args) -> str:
     return source
   config = load_config(f"{REPO}/configs/pretrain_resnet26_cifar100.py:epochs={args.pretrain_epochs}")
   config.data.train_limit, config.data.test_limit = args.pretrain_limit, args.test_limit
-  config.train.milestones = ()
+  config.train.schedule, config.train.schedule_kwargs = "constant", {}  # no lr milestones
   t0 = time.time()
   summary = train.train_and_evaluate(config, workdir)
   record = {"train_images": args.pretrain_limit, "epochs": args.pretrain_epochs, "minutes": (time.time() - t0) / 60,
@@ -119,7 +119,8 @@ def main():
             continue
           config = load_config(f"{REPO}/configs/{method}_cifar10.py:normal_class={k},seed={seed},source={src}")
           config.data.train_limit, config.data.test_limit = args.train_limit, args.test_limit
-          config.train.epochs, config.train.milestones = args.epochs, ()
+          config.train.epochs = args.epochs
+          config.train.schedule, config.train.schedule_kwargs = "constant", {}  # no lr milestones
           workdir = os.path.join(args.workdir, f"{method}_{init}_c{k}_s{seed}")
           t0 = time.time()
           summary = train.train_and_evaluate(config, workdir)

@@ -3,10 +3,11 @@ r"""ADRA vs ADIB: train-step throughput (img/s) and peak memory of ResNet26 with
   JAXAD_DATA_DIR=DIR python benchmarks/transfer_throughput.py --out=benchmarks/results/transfer_throughput.json
 
 Each method runs in its own process (peak RSS is per process), with the configs' real step: 64 normal + 64 OE
-images, SGD, ADIB's L2-SP over the 3x3 kernels against theta_0, ADRA's frozen 3x3 kernels through
-`optim.trainable` (frozen leaves get no gradient use, so XLA drops their weight-gradient convolutions). The jitted
-step is timed after compilation and a warm-up, on random images of the given size. Memory: the process's peak RSS
-(host RAM on CPU, including the Python/JAX runtime, `baseline_rss_mib` before jax is imported) and XLA's
+images, the recipe's crop+flip (on the device, inside the step), SGD, ADIB's L2-SP over the 3x3 kernels against
+theta_0, ADRA's frozen 3x3 kernels through `optim.trainable` (frozen leaves get no gradient use, so XLA drops their
+weight-gradient convolutions). The method's fit phases ('source': random init here, theta_0) run untimed first;
+the jitted step is timed after compilation and a warm-up, on random images of the given size. Memory: the process's
+peak RSS (host RAM on CPU, including the Python/JAX runtime, `baseline_rss_mib` before jax is imported) and XLA's
 `memory_analysis()` of the compiled step (`xla_temp_mib`: activations and gradients alive within the step;
 `xla_argument_mib`: params, optimizer state, batch).
 """
@@ -31,27 +32,37 @@ def measure(method: str, steps: int, image_size: int) -> dict:
   baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from jaxad import evaluate, parallel, train  # pylint: disable=g-import-not-at-top
+  from jaxad import optim, parallel, train  # pylint: disable=g-import-not-at-top
   from jaxad.config import load_config  # pylint: disable=g-import-not-at-top
   from jaxad.methods import get_method  # pylint: disable=g-import-not-at-top
+  from jaxad.methods.base import DataSpec, FitPhase, TrainPhase  # pylint: disable=g-import-not-at-top
   from jaxad.models import count_params  # pylint: disable=g-import-not-at-top
-  from step_timing import run_steps  # pylint: disable=g-import-not-at-top  (benchmarks/, the script's folder)
+  from step_timing import fit_phase, run_steps  # pylint: disable=g-import-not-at-top  (benchmarks/, this folder)
 
   config = load_config(os.path.join(REPO, "configs", CONFIGS[method]))
-  config.oe.limit = 64  # the step never sees the OE set itself: random images below
   mesh = parallel.make_mesh()
   bs = config.train.batch_size
   x = np.random.default_rng(0).normal(size=(bs, image_size, image_size, 3)).astype(np.float32)
   batch = parallel.shard_batch({"image": x, "label": np.repeat(np.int32([0, 1]), bs // 2)}, mesh)
-  (stage,) = get_method(config.method)(config, x.shape[1:])
-  tx = train.make_optimizer(stage.optim, steps_per_epoch=79)
-  state = train.init_state(stage, jax.random.key(0), x, None, tx, evaluate.make_predict(mesh, bs))
+  # No data is loaded (the step never sees the OE set itself: random images above); source=random.
+  built = get_method(config.method)(config, DataSpec(x.shape[1:]))
+  (index, phase), = [(i, p) for i, p in enumerate(built.phases) if isinstance(p, TrainPhase)]
+  outputs = {}
+  for i, p in enumerate(built.phases[:index]):  # not timed: 'source' (weights, ADIB's theta_0), a center if any
+    assert isinstance(p, FitPhase), p
+    outputs[p.name] = fit_phase(config, built, i, outputs, x, mesh, batch_size=bs)
+  tx = optim.make_optimizer(phase.optim, steps_per_epoch=79)
+  state = train.init_state(phase, jax.random.key(0), {"image": x}, outputs, tx)
   state = parallel.replicate(state, mesh)
-  mask = train.trainable_mask(state.params, list(stage.optim.trainable)) if stage.optim.trainable else None
+  rules = optim.trainable_rules(phase.optim)
+  mask = optim.trainable_mask(state.params, rules) if rules else None
   n_trainable = (sum(int(np.size(p)) for p, t in zip(jax.tree.leaves(state.params), jax.tree.leaves(mask)) if t)
                  if mask is not None else count_params(state.params))
   t0 = time.perf_counter()
-  step = jax.jit(train.make_train_step(stage, 79), donate_argnums=0).lower(state, batch).compile()
+  # Since the phases rebuild the step includes the recipe's crop+flip (`phase.augment`), which ran on the host,
+  # outside the timed step, when benchmarks/results/transfer_throughput.json was measured.
+  step_fn = train.make_train_step(phase, 79, jax.random.key(1))
+  step = jax.jit(step_fn, donate_argnums=0).lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
   mem = step.memory_analysis()  # XLA's own accounting of the step's buffers (what a GPU/TPU would need)
   state, _ = run_steps(step, state, batch, 3)  # warm-up

@@ -17,12 +17,13 @@ mAP (Table 2). jaxad: at a reduced budget from the CIFAR-100 stand-in source, se
 ImageNet-32 source weights.
 """
 
-from jaxad.config import parse_arg
-from jaxad.methods import transfer
+from jaxad.config import import_sibling, parse_arg
+
+common = import_sibling(__file__, "common")
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, squared=False, **transfer.CONFIG_ARGS)
-  c = transfer.cifar10_config(args, "adib")
+  args = parse_arg(arg, squared=False, **common.TRANSFER_ARGS)
+  c = common.cifar10_transfer(args, "adib")
   c.objective.update(loss="bce", regularizer="l2_sp", alpha=1e-2, squared=args.squared)
   return c

@@ -21,8 +21,8 @@ directory: the net is size-independent, so the ImageNet-32 weights of configs/ad
 the paper starts every method from ImageNet weights), path, runlocal.
 OE: the protocol's own (`oe.name='mpi3d'`): every image that is neither the normal object nor has the anomalous
 value (interventions), or the other shapes in the normal colours (colour shift). The paper uses all of them
-(849,600 images for 'color'); jaxad holds OE in memory as float32 (48 KiB per image), so `oe.limit` keeps a fixed
-random 50,000 (2.3 GiB); `--config.oe.limit=0` takes all (~39 GiB for 'color').
+(849,600 images for 'color'); jaxad holds OE in memory as uint8 (12 KiB per image), so `oe.limit` keeps a fixed
+random 50,000 (0.6 GiB); `--config.oe.limit=0` takes all (~9.8 GiB for 'color').
 Recipe (paper section 5.1): the same ResNet26 (TransferAD layout, 64x64 input, no resizing) for every method,
 ImageNet mean/std standardisation (the source's statistics; MPI3D has none of its own), RandomCrop(64, pad 4) +
 flip on normal and OE images, batches of 64 normal + 64 OE (Deep SVDD: 128 normal), SGD 0.1, momentum 0.9, wd
@@ -31,21 +31,23 @@ Paper: AUROC per intervention in Fig. 1 (curves only; in the text, DSVDD scores 
 and per colour-shift trial in Fig. 2. jaxad: not yet measured (no MPI3D file on the build machine).
 """
 
-from jaxad.config import parse_arg
+from jaxad.config import import_sibling, parse_arg
 from jaxad.errors import ConfigError
 from jaxad.methods import transfer
+
+common = import_sibling(__file__, "common")
 
 
 def get_config(arg=None):
   args = parse_arg(arg, protocol="interventions", anomaly="color", trial=0, method="adib", seed=1, source="random",
                    path="", runlocal=False)
-  c = transfer.base_config()
+  c = common.transfer_base()
   c.oe.update(name="mpi3d", limit=50_000)
-  transfer.set_method(c, args.method, where="MPI3D")  # Deep SVDD: no OE
+  common.set_method(c, args.method, where="MPI3D")  # Deep SVDD: no OE
   c.seed = args.seed
-  c.data.update(name="mpi3d", mpi3d_protocol=args.protocol, mpi3d_anomaly=args.anomaly, mpi3d_trial=args.trial,
-                mpi3d_path=args.path, protocol_seed=args.seed, standardize_stats="imagenet64")
+  c.data.update(name="mpi3d", protocol_seed=args.seed, standardize_stats="imagenet64")
+  c.data.mpi3d.update(protocol=args.protocol, anomaly=args.anomaly, trial=args.trial, path=args.path)
   c.transfer.source = args.source
   if args.source != "random":  # fail at flag parsing, before a workdir is made
     transfer.check_source(args.source, ConfigError)
-  return transfer.runlocal(c) if args.runlocal else c
+  return common.transfer_runlocal(c) if args.runlocal else c

@@ -20,23 +20,25 @@ Paper: curves only (Fig. 5, relative secondary AUC vs. r, primary dashed): SAD's
 as r shrinks than ADIB's and ADRA's. jaxad: not yet measured (needs the ImageNet-32 source weights).
 """
 
-from jaxad.config import parse_arg
+from jaxad.config import import_sibling, parse_arg
 from jaxad.errors import ConfigError
 from jaxad.methods import transfer
 
+common = import_sibling(__file__, "common")
+
 # Fig. 5's three curves plus the literal reading of section 5.4's "ADIB with alpha = 0" (BCE without L2-SP).
-METHODS = {**{k: transfer.RECIPES[k] for k in ("adib", "adra", "sad")},
+METHODS = {**{k: common.RECIPES[k] for k in ("adib", "adra", "sad")},
            "adib_alpha0": ("adib", dict(loss="bce", regularizer="none"), False, ())}
 
 
 def get_config(arg=None):
   args = parse_arg(arg, r=0.1, primary=8, secondary=9, method="adib", seed=1, source="random", runlocal=False)
-  c = transfer.base_config()
-  transfer.set_method(c, args.method, METHODS, where="small modes")
+  c = common.transfer_base()
+  common.set_method(c, args.method, METHODS, where="small modes")
   c.seed = args.seed
   c.data.update(name="cifar10", protocol="small_modes", normal_class=args.primary, secondary_class=args.secondary,
                 minor_mode_r=args.r, protocol_seed=args.seed)
   c.transfer.source = args.source
   if args.source != "random":  # fail at flag parsing, before a workdir is made
     transfer.check_source(args.source, ConfigError)
-  return transfer.runlocal(c) if args.runlocal else c
+  return common.transfer_runlocal(c) if args.runlocal else c

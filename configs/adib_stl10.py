@@ -18,12 +18,13 @@ standardisation (STL-10 is drawn from ImageNet) and the 100,000 'unlabelled' STL
 Paper: STL-10 leave-one-out mean AP 0.495 (Table 3). jaxad: not measured (no STL-10 or ImageNet on the build machine).
 """
 
-from jaxad.config import parse_arg
-from jaxad.methods import transfer
+from jaxad.config import import_sibling, parse_arg
+
+common = import_sibling(__file__, "common")
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, squared=False, **transfer.STL10_ARGS)
-  c = transfer.stl10_config(args, "adib")
+  args = parse_arg(arg, squared=False, **common.STL10_ARGS)
+  c = common.stl10_transfer(args, "adib")
   c.objective.update(loss="bce", regularizer="l2_sp", alpha=1e-2, squared=args.squared)
   return c

@@ -15,13 +15,15 @@ mAP (Table 2). jaxad: at a reduced budget from the CIFAR-100 stand-in source, se
 ImageNet-32 source weights.
 """
 
-from jaxad.config import parse_arg
+from jaxad.config import import_sibling, parse_arg
 from jaxad.methods import transfer
+
+common = import_sibling(__file__, "common")
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, adapter_init="he", **transfer.CONFIG_ARGS)
-  c = transfer.cifar10_config(args, "adra")
+  args = parse_arg(arg, adapter_init="he", **common.TRANSFER_ARGS)
+  c = common.cifar10_transfer(args, "adra")
   c.model.update(adapters=True, adapter_init=args.adapter_init)
   c.objective.update(loss="bce", regularizer="none")
   c.train.trainable = transfer.ADRA_TRAINABLE

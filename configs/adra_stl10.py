@@ -18,13 +18,15 @@ ImageNet mean/std and the 100,000 'unlabelled' STL-10 images as OE.
 Paper: STL-10 leave-one-out mean AP 0.429 (Table 3). jaxad: not measured (no STL-10 or ImageNet on the build machine).
 """
 
-from jaxad.config import parse_arg
+from jaxad.config import import_sibling, parse_arg
+
+common = import_sibling(__file__, "common")
 from jaxad.methods import transfer
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, adapter_init="he", **transfer.STL10_ARGS)
-  c = transfer.stl10_config(args, "adra")
+  args = parse_arg(arg, adapter_init="he", **common.STL10_ARGS)
+  c = common.stl10_transfer(args, "adra")
   c.model.update(adapters=True, adapter_init=args.adapter_init)
   c.objective.update(loss="bce", regularizer="none")
   c.train.trainable = transfer.ADRA_TRAINABLE

@@ -14,15 +14,16 @@ or 'cifar100' for the local stand-in); lam (0.1, DOC's value); runlocal.
 Paper: Table 4 a_4 (leave-one-out) 0.658 mAP on CIFAR-10, 0.352 on STL-10. jaxad: not yet measured.
 """
 
-from jaxad.config import parse_arg
-from jaxad.methods import transfer
+from jaxad.config import import_sibling, parse_arg
+
+common = import_sibling(__file__, "common")
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, reference="imagenet32", lam=0.1, **transfer.CONFIG_ARGS)
-  c = transfer.cifar10_config(args, "doc")
+  args = parse_arg(arg, reference="imagenet32", lam=0.1, **common.TRANSFER_ARGS)
+  c = common.cifar10_transfer(args, "doc")
   c.objective.update(loss="doc", regularizer="none", doc_lambda=args.lam)
-  transfer.set_reference(c, args.reference)
+  common.set_reference(c, args.reference)
   if args.runlocal:
     c.reference.limit = 64
   return c

@@ -8,20 +8,16 @@ epochs (lr x0.1 at 250), then 150 epochs (x0.1 at 50); soft boundary with nu 0.1
 Paper (MOCCA Table II citing Deep SVDD): mean AUROC 0.634 (soft) / 0.648 (one-class). jaxad: see README.
 """
 
-from jaxad.config import parse_arg
-from jaxad.methods.hypersphere import base_config
+from jaxad.config import import_sibling, parse_arg
+
+common = import_sibling(__file__, "common")
 
 
 def get_config(arg=None):
   args = parse_arg(arg, normal_class=0, seed=1, boundary="hard", runlocal=False)
-  c = base_config()
+  c = common.hypersphere()
   c.method = "dsvdd"
   c.seed = args.seed
   c.data.normal_class = args.normal_class
   c.objective.boundary = args.boundary
-  if args.runlocal:  # tiny but complete run on the real data, for tests
-    c.data.train_limit, c.data.test_limit = 1000, 1000
-    c.pretrain.epochs, c.train.epochs, c.objective.warmup_epochs = 2, 2, 1
-    c.pretrain.milestones, c.train.milestones = (1,), (1,)
-    c.log_every_steps = 2
-  return c
+  return common.hypersphere_runlocal(c, train_limit=1000) if args.runlocal else c

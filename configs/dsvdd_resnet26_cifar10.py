@@ -12,13 +12,14 @@ collapse toward c (Deep SVDD's bias argument covers only biases); the paper trai
 Paper: DSVDD appears on MPI3D (Fig. 1) and as 64.8 mAUC in the text of section 5.3. jaxad: not yet measured.
 """
 
-from jaxad.config import parse_arg
-from jaxad.methods import transfer
+from jaxad.config import import_sibling, parse_arg
+
+common = import_sibling(__file__, "common")
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, **transfer.CONFIG_ARGS)
-  c = transfer.cifar10_config(args, "dsvdd_resnet26")
+  args = parse_arg(arg, **common.TRANSFER_ARGS)
+  c = common.cifar10_transfer(args, "dsvdd_resnet26")
   c.objective.update(loss="one_class", regularizer="none")
   c.oe.per_batch = 0
   if args.runlocal:

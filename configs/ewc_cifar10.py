@@ -14,15 +14,16 @@ runlocal.
 Paper: Table 4 a_5 (leave-one-out) 0.664 mAP on CIFAR-10, 0.397 on STL-10. jaxad: not yet measured.
 """
 
-from jaxad.config import parse_arg
-from jaxad.methods import transfer
+from jaxad.config import import_sibling, parse_arg
+
+common = import_sibling(__file__, "common")
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, reference="imagenet32", lam=400.0, samples=400, **transfer.CONFIG_ARGS)
-  c = transfer.cifar10_config(args, "ewc")
+  args = parse_arg(arg, reference="imagenet32", lam=400.0, samples=400, **common.TRANSFER_ARGS)
+  c = common.cifar10_transfer(args, "ewc")
   c.objective.update(loss="bce", regularizer="ewc", ewc_lambda=args.lam, fisher_samples=args.samples)
-  transfer.set_reference(c, args.reference)
+  common.set_reference(c, args.reference)
   if args.runlocal:
     c.objective.fisher_samples = 16
   return c

@@ -12,12 +12,13 @@ Paper: Table 5 lists HSC at 0.963 mean AUROC (Ruff et al.'s own network, not thi
 leave-one-out) 0.685 mAP; Table 6: 0.702 mean AUROC with SVHN as OE. jaxad: not yet measured.
 """
 
-from jaxad.config import parse_arg
-from jaxad.methods import transfer
+from jaxad.config import import_sibling, parse_arg
+
+common = import_sibling(__file__, "common")
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, reg="none", **transfer.CONFIG_ARGS)
-  c = transfer.cifar10_config(args, "hsc")
+  args = parse_arg(arg, reg="none", **common.TRANSFER_ARGS)
+  c = common.cifar10_transfer(args, "hsc")
   c.objective.update(loss="hsc", regularizer=args.reg)
   return c

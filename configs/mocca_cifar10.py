@@ -9,13 +9,14 @@ Deep SVDD's (AE 350 with x0.1 at 250; encoder 150 with x0.1 at 50) and 10 warm-u
 Paper (Table I/II): mean AUROC 0.676 (soft) / 0.669 (hard). jaxad: see README.
 """
 
-from jaxad.config import parse_arg
-from jaxad.methods.hypersphere import base_config
+from jaxad.config import import_sibling, parse_arg
+
+common = import_sibling(__file__, "common")
 
 
 def get_config(arg=None):
   args = parse_arg(arg, normal_class=0, seed=1, boundary="soft", runlocal=False)
-  c = base_config()
+  c = common.hypersphere()
   c.method = "mocca"
   c.seed = args.seed
   c.data.normal_class = args.normal_class
@@ -23,9 +24,4 @@ def get_config(arg=None):
   c.pretrain.update(batch_size=256, lr=1e-3)
   c.train.update(batch_size=256, lr=1e-4)
   c.objective.update(boundary=args.boundary, layers=("conv1", "conv2", "conv3", "code"))
-  if args.runlocal:  # tiny but complete run on the real data, for tests
-    c.data.train_limit, c.data.test_limit = 1024, 1000
-    c.pretrain.epochs, c.train.epochs, c.objective.warmup_epochs = 2, 2, 1
-    c.pretrain.milestones, c.train.milestones = (1,), (1,)
-    c.log_every_steps = 2
-  return c
+  return common.hypersphere_runlocal(c, train_limit=1024) if args.runlocal else c

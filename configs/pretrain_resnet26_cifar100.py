@@ -19,18 +19,19 @@ CIFAR-100 test images. jaxad: not measured at full budget (a 2-core CPU trains R
 per epoch).
 """
 
-from jaxad.config import parse_arg
-from jaxad.methods import supervised
+from jaxad.config import import_sibling, parse_arg
+
+common = import_sibling(__file__, "common")
 
 
 def get_config(arg=None):
   args = parse_arg(arg, seed=1, epochs=40, runlocal=False)
-  c = supervised.base_config()
+  c = common.supervised()
   c.seed = args.seed
   c.data.update(name="cifar100", standardize_stats="cifar100_own")
   c.model.num_classes = 100
-  c.train.update(epochs=args.epochs, batch_size=128, lr=0.1, nesterov=True, weight_decay=5e-4,
-                 milestones=(args.epochs // 2, args.epochs * 3 // 4))
+  c.train.update(epochs=args.epochs, batch_size=128, lr=0.1, weight_decay=5e-4,
+                 **common.step_decay(args.epochs // 2, args.epochs * 3 // 4))
   if args.runlocal:
-    supervised.runlocal(c)
+    common.supervised_runlocal(c)
   return c

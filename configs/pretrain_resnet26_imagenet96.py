@@ -20,20 +20,20 @@ batch 256, SGD 0.1, Nesterov momentum 0.9, coupled weight decay 1e-4, lr x0.1 at
 measured (no ImageNet on the build machine).
 """
 
-from jaxad.config import parse_arg
-from jaxad.methods import supervised
+from jaxad.config import import_sibling, parse_arg
+
+common = import_sibling(__file__, "common")
 
 
 def get_config(arg=None):
   args = parse_arg(arg, seed=1, epochs=40, runlocal=False)
-  c = supervised.base_config()
+  c = common.supervised()
   c.seed = args.seed
   c.data.update(name="imagenet64", source="tfds")
   c.model.update(num_classes=1000, input_size=96)
   e = args.epochs
-  c.train.update(epochs=e, batch_size=256, lr=0.1, nesterov=True, weight_decay=1e-4,
-                 milestones=(e // 2, e * 3 // 4, e * 7 // 8))
+  c.train.update(epochs=e, batch_size=256, lr=0.1, weight_decay=1e-4, **common.step_decay(e // 2, e * 3 // 4, e * 7 // 8))
   c.log_every_steps = 200
   if args.runlocal:
-    supervised.runlocal(c)
+    common.supervised_runlocal(c)
   return c

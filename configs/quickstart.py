@@ -8,13 +8,14 @@ Arguments: normal_class (-1 = all ten, the default), seed, boundary ('soft' or '
 runlocal.
 """
 
-from jaxad.config import parse_arg
-from jaxad.methods.hypersphere import base_config
+from jaxad.config import import_sibling, parse_arg
+
+common = import_sibling(__file__, "common")
 
 
 def get_config(arg=None):
   args = parse_arg(arg, normal_class=-1, seed=1, boundary="hard", method="mocca", runlocal=False)
-  c = base_config()
+  c = common.hypersphere()
   c.method = args.method
   c.seed = args.seed
   c.data.update(name="digits", source="digits", minmax="computed", image_size=28)
@@ -23,8 +24,8 @@ def get_config(arg=None):
   else:
     c.data.normal_class = args.normal_class
   c.model.update(name="lenet_mnist", rep_dim=32)
-  c.pretrain.update(epochs=60, batch_size=32, lr=1e-3, milestones=(40,))
-  c.train.update(epochs=30, batch_size=32, lr=1e-4, milestones=(20,))
+  c.pretrain.update(epochs=60, batch_size=32, lr=1e-3, **common.step_decay(40))
+  c.train.update(epochs=30, batch_size=32, lr=1e-4, **common.step_decay(20))
   c.objective.update(boundary=args.boundary, layers=("conv1", "conv2", "code") if args.method == "mocca" else ("code",),
                      warmup_epochs=5)
   c.log_every_steps = 50
@@ -32,4 +33,6 @@ def get_config(arg=None):
   if args.runlocal:
     c.data.normal_classes = (0, 1) if args.normal_class < 0 else ()
     c.pretrain.epochs, c.train.epochs, c.objective.warmup_epochs = 2, 2, 1
+    for phase in (c.pretrain, c.train):  # too short for the lr decay
+      phase.schedule, phase.schedule_kwargs = "constant", {}
   return c

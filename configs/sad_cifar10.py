@@ -11,12 +11,13 @@ guard); score ||z - c||^2. This is ADIB with alpha = 0 and a hypersphere loss (t
 Paper: SAD appears in Figs. 1, 2 and 5 (MPI3D, small modes) only. jaxad: not yet measured.
 """
 
-from jaxad.config import parse_arg
-from jaxad.methods import transfer
+from jaxad.config import import_sibling, parse_arg
+
+common = import_sibling(__file__, "common")
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, **transfer.CONFIG_ARGS)
-  c = transfer.cifar10_config(args, "sad")
+  args = parse_arg(arg, **common.TRANSFER_ARGS)
+  c = common.cifar10_transfer(args, "sad")
   c.objective.update(loss="sad", regularizer="none")
   return c

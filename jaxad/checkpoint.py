@@ -1,4 +1,4 @@
-"""Orbax checkpoints of a `TrainState`, with exact resume.
+"""Orbax checkpoints of a `TrainState` (exact resume) and of phase outputs.
 
 A checkpoint holds everything a step depends on (step, params, batch_stats, optimizer state and the method's
 extra state); the data order is a pure function of (seed, step), so a resumed run continues bit-for-bit. Orbax
@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import os
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxad.errors import UserError
 
-_FIELDS = ("step", "params", "batch_stats", "opt_state", "extra")
+_FIELDS = ("step", "params", "batch_stats", "opt_state", "extra", "loss_sum", "best")
 
 
 class Checkpointer:
-  """Saves and restores one stage's `TrainState` under `directory`."""
+  """Saves and restores one training phase's `TrainState` under `directory`."""
 
   def __init__(self, directory: str, *, max_to_keep: int = 2):
     self.directory = os.path.abspath(directory)
@@ -47,3 +49,34 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def save_output(directory: str, output) -> None:
+  """Saves a phase's `Output` (variables and extra) as one orbax checkpoint; an existing one is replaced.
+
+  Orbax writes into a temporary folder and renames it when complete, so a run killed mid-save leaves no half-written
+  output (the phase is then simply redone).
+  """
+  tree = {"variables": jax.tree.map(np.asarray, dict(output.variables)), "extra": jax.tree.map(np.asarray,
+                                                                                                output.extra)}
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(os.path.abspath(directory), tree, force=True)
+    ckptr.wait_until_finished()
+
+
+def output_exists(directory: str) -> bool:
+  return os.path.isdir(directory)
+
+
+def restore_output(directory: str):
+  """The `Output` saved by `save_output` (host arrays), or a UserError naming the folder when it is unreadable."""
+  from jaxad.methods.base import Output  # pylint: disable=g-import-not-at-top  (methods import this module)
+
+  try:
+    with ocp.StandardCheckpointer() as ckptr:
+      tree = ckptr.restore(os.path.abspath(directory))
+  except Exception as e:  # orbax raises many kinds for a corrupt or partial checkpoint
+    raise UserError(f"Could not restore the phase output in {directory} ({type(e).__name__}: {e}). Move it aside "
+                    "to redo that phase, or train into a new --workdir. Nothing was deleted.") from e
+  to_host = lambda t: jax.tree.map(np.asarray, t)
+  return Output(to_host(tree["variables"]), to_host(tree.get("extra", {})))

@@ -51,3 +51,22 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module.get_config(arg or None)
+
+
+def import_sibling(config_file: str, name: str):
+  """The module `<name>.py` beside a config file, e.g. `common = import_sibling(__file__, "common")`.
+
+  Config files are loaded by path (`--config=configs/x.py`), so their folder is not importable as a package; this
+  loads a sibling module once per process and caches it under 'jaxad_configs.<name>'.
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  key = f"jaxad_configs.{name}"
+  if key not in sys.modules:
+    path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(key, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module
+    spec.loader.exec_module(module)
+  return sys.modules[key]

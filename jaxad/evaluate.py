@@ -1,4 +1,22 @@
-"""Scoring on the mesh, metrics, and what lands in the workdir: summary.json, scores.npz, roc.png, scores.png."""
+"""Scoring on the mesh and the evaluators of `config.evals`; what lands in the workdir.
+
+`config.evals` maps an evaluation's name to its settings (big_vision style); each runs the method's scorers over a
+named source and writes `<source>/<scorer>/<metric>` entries into `summary.json`:
+
+* `kind='anomaly'`: every 'score' scorer (or those in `scorers`), reduced by the scorer's named reduction
+  (`jaxad.reductions`), against the source's labels: AUROC, AP, max balanced accuracy, EER, APCER@BPCER 5%,
+  F1-max (`jaxad.metrics.summarize`), and the small-modes primary/secondary AUROCs where the source marks them.
+  Also `scores.npz` (raw scores, labels, classes), `roc.png`, `scores.png` (histograms with the decision
+  threshold), `extremes_<scorer>.png` (the most and least anomalous images) and `threshold.json`.
+* `kind='classification'`: top-1 / top-5 accuracy of a 'logits' scorer against the source's classes
+  (`<source>/top1`, `<source>/top5`) and `predictions.npz`.
+* `kind='ocsvm'`: a linear one-class SVM on a 'features' scorer's unit-normalised features of the 'normal' source,
+  AUROC on the evaluated source averaged over `nus` (Andrews et al. 2016): `<source>/<scorer>/ocsvm_auroc`.
+
+`threshold.json` is what a user needs to apply a model later (`--mode=predict`): per scorer, the decision threshold
+= the `threshold.quantile` of held-out normal scores (the 'val' source when the run has one, else a fixed subset of
+the normal training images; never the test labels), and the min/max of those scores for normalisation.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +26,52 @@ import os
 from typing import Any, Callable, Mapping
 
 import jax
+import ml_collections
 import numpy as np
 
-from jaxad import metrics, parallel
-from jaxad.data import pipeline
+from jaxad import metrics, parallel, plots, reductions
+from jaxad.data import Source, fixed_subset, pipeline
+from jaxad.data.examples import ArrayExamples, device_fields
+from jaxad.errors import ConfigError
 
 _LOG = logging.getLogger(__name__)
+EVAL_KINDS = ("anomaly", "classification", "ocsvm")
+DEFAULT_EVALS = {"test": {"kind": "anomaly", "source": "test"}}
+DEFAULT_THRESHOLD = {"quantile": 0.95, "limit": 1000}
+DATA_SPEC_FILE = "data.json"
+
+
+def save_data_spec(workdir: str, sources: Mapping[str, Source]) -> None:
+  """Writes `data.json`: the input shape, the raw image shape and the preprocessing, for `--mode=predict`."""
+  normal = sources["normal"]
+  spec = {"shape": list(normal.shape), "raw_shape": list(np.shape(normal.examples[0]["image"])),
+          "num_classes": int(normal.num_classes), "preprocess": normal.preprocess.to_dict()}
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, DATA_SPEC_FILE), "w") as f:
+      json.dump(spec, f, indent=2)
 
 
 def make_predict(mesh, batch_size: int):
-  """Returns `predict(fn, variables, images)` that maps a jitted `fn(variables, batch)` over all images."""
+  """`predict(fn, variables, source) -> {name: np.ndarray [N, ...]}`: a jitted `fn(variables, batch)` over a source.
+
+  `fn` returns an array or a dict of arrays (an array comes back under 'out'). `source` is a `Source` or an array of
+  already preprocessed images.
+  """
   # Scoring has no batch-size semantics: round up so the batch splits evenly over the devices.
   batch_size = -(-batch_size // mesh.size) * mesh.size
   cache: dict[Any, Callable] = {}
 
-  def predict(fn, variables, images: np.ndarray) -> dict[str, np.ndarray]:
+  def predict(fn, variables, source) -> dict[str, np.ndarray]:
+    if not isinstance(source, Source):
+      source = Source.of(np.asarray(source))
     if fn not in cache:  # one compilation per function, not per call
-      cache[fn] = jax.jit(fn, in_shardings=(parallel.replicated(mesh), parallel.data_sharded(mesh)),
+      cache[fn] = jax.jit(lambda v, b: _as_dict(fn(v, b)),
+                          in_shardings=(parallel.replicated(mesh), parallel.data_sharded(mesh)),
                           out_shardings=parallel.replicated(mesh))
     jitted = cache[fn]
     outputs: dict[str, list[np.ndarray]] = {}
-    for local_batch, valid in pipeline.eval_batches(batch_size, image=images):
-      out = jitted(variables, parallel.shard_batch(local_batch, mesh))
+    for local_batch, valid in pipeline.eval_batches(source, batch_size):
+      out = jitted(variables, parallel.shard_batch(device_fields(local_batch), mesh))
       for k, v in out.items():
         outputs.setdefault(k, []).append(parallel.to_host(v)[:valid])
     return {k: np.concatenate(v) for k, v in outputs.items()}
@@ -37,27 +79,151 @@ def make_predict(mesh, batch_size: int):
   return predict
 
 
-def write_results(workdir: str, raw_scores: Mapping[str, np.ndarray], labels: np.ndarray,
-                  classes: np.ndarray, split: str = "test", *,
-                  secondary: np.ndarray | None = None) -> dict[str, float]:
-  """Computes the metrics, saves raw scores and plots; returns the flat `<split>/<scorer>/<metric>` summary.
+def _as_dict(out) -> dict:
+  return out if isinstance(out, dict) else {"out": out}
 
-  `secondary` (small_modes, `Task.test_secondary`): bool [N] marking the secondary class's (normal) test images; the
-  summary then also holds `<split>/<scorer>/auroc_primary` and `auroc_secondary` (see `mode_aurocs`), and
-  scores.npz the mask as `secondary`.
-  """
-  summary = {f"{split}/{k}": v for k, v in metrics.summarize(raw_scores, labels).items()}
-  extra = {}
-  if secondary is not None:
-    summary.update(mode_aurocs(raw_scores, labels, secondary, split=split))
-    extra["secondary"] = np.asarray(secondary, bool)
+
+def _scores(predict, scorer, output, source) -> np.ndarray:
+  """One scorer's raw outputs over a source: [N] or [N, P] scores, [N, K] logits or [N, D] features."""
+  return predict(scorer.on_output, (output.variables, output.extra), source)["out"]
+
+
+def reduced(scorer, raw: np.ndarray, source: Source) -> tuple[np.ndarray, np.ndarray, dict]:
+  """The scorer's reduction applied to raw scores: (scores [M], labels [M], meta)."""
+  meta = {k: source.field(k) for k in ("video", "frame") if _has_field(source, k)}
+  return reductions.reduce(scorer.reduction, raw, source.field("label"), meta)
+
+
+def _has_field(source: Source, name: str) -> bool:
+  return name in source.examples[0]
+
+
+def source_auroc(predict, scorer, output, source: Source) -> float:
+  """AUROC of one scorer on a labelled source (e.g. 'val', for keep='best_val')."""
+  s, labels, _ = reduced(scorer, _scores(predict, scorer, output, source), source)
+  return metrics.auroc(labels, s)
+
+
+def evals_of(config: ml_collections.ConfigDict) -> dict[str, dict]:
+  evals = config.get("evals")
+  evals = DEFAULT_EVALS if evals is None else evals.to_dict() if hasattr(evals, "to_dict") else dict(evals)
+  for name, e in evals.items():
+    if e.get("kind") not in EVAL_KINDS:
+      raise ConfigError(f"evals.{name}.kind must be one of {EVAL_KINDS}, got {e.get('kind')!r}.")
+  return evals
+
+
+def sources_of(config: ml_collections.ConfigDict) -> set[str]:
+  """The named sources the evaluators read."""
+  return {e.get("source", "test") for e in evals_of(config).values()}
+
+
+def run_evals(config, method, outputs, sources: Mapping[str, Source], workdir: str, predict) -> dict[str, float]:
+  """Runs every evaluator of `config.evals`; writes summary.json and the evaluators' files; returns the summary."""
+  summary: dict[str, float] = {}
+  for name, e in evals_of(config).items():
+    src_name = e.get("source", "test")
+    if src_name not in sources:
+      raise ConfigError(f"evals.{name}.source={src_name!r} is not a source of this run ({sorted(sources)}).")
+    kind = e["kind"]
+    wanted = tuple(e.get("scorers", ()) or ())
+    kind_of = {"anomaly": "score", "classification": "logits", "ocsvm": "features"}[kind]
+    scorers = {k: s for k, s in method.scorers.items() if s.kind == kind_of and (not wanted or k in wanted)}
+    if not scorers:
+      raise ConfigError(f"evals.{name} ({kind}) has no {kind_of!r} scorer to run; method {config.method!r} has "
+                        f"{ {k: s.kind for k, s in method.scorers.items()} }.")
+    if kind == "anomaly":
+      summary.update(anomaly(config, scorers, outputs, sources, src_name, workdir, predict))
+    elif kind == "classification":
+      (scorer_name, scorer), = list(scorers.items())[:1]
+      logits = _scores(predict, scorer, outputs[scorer.phase], sources[src_name])
+      summary.update(classification(workdir, logits, sources[src_name].field("class"), split=src_name))
+    else:
+      for scorer_name, scorer in scorers.items():
+        summary.update(ocsvm(scorer_name, scorer, outputs[scorer.phase], sources, src_name, predict,
+                             nus=e.get("nus", None)))
   if jax.process_index() == 0:
-    np.savez(os.path.join(workdir, "scores.npz"), labels=labels, classes=classes, **extra,
-             **{f"score/{k}": v for k, v in raw_scores.items()})
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=2, sort_keys=True)
-    plot(workdir, raw_scores, labels)
   return summary
+
+
+def anomaly(config, scorers, outputs, sources, split: str, workdir: str, predict) -> dict[str, float]:
+  """The anomaly evaluator (see the module docstring)."""
+  source = sources[split]
+  raw, reduced_scores, labels = {}, {}, None
+  for name, scorer in scorers.items():
+    raw[name] = _scores(predict, scorer, outputs[scorer.phase], source)
+    reduced_scores[name], labels, _ = reduced(scorer, raw[name], source)
+  summary = {f"{split}/{k}": v for k, v in metrics.summarize(reduced_scores, labels).items()}
+  extra = {}
+  if _has_field(source, "secondary"):
+    secondary = source.field("secondary").astype(bool)
+    summary.update(mode_aurocs(reduced_scores, labels, secondary, split=split))
+    extra["secondary"] = secondary
+  thresholds = threshold_file(config, scorers, outputs, sources, predict)
+  if jax.process_index() == 0:
+    np.savez(os.path.join(workdir, "scores.npz"), labels=labels, classes=source.field("class"), **extra,
+             **{f"score/{k}": v for k, v in reduced_scores.items()})
+    with open(os.path.join(workdir, "threshold.json"), "w") as f:
+      json.dump(thresholds, f, indent=2, sort_keys=True)
+    plots.roc(os.path.join(workdir, "roc.png"), reduced_scores, labels)
+    plots.score_histograms(os.path.join(workdir, "scores.png"), reduced_scores, labels,
+                           thresholds={k: t["threshold"] for k, t in thresholds.items()})
+    image = np.shape(source.examples[0]["image"])
+    if len(labels) == len(source) >= 2 and len(image) == 3 and image[-1] in (1, 3):  # one score per image
+      for name, s in reduced_scores.items():
+        extremes(os.path.join(workdir, f"extremes_{name}.png"), source, s, labels=labels, title=name)
+  return summary
+
+
+def extremes(path: str, source: Source, scores: np.ndarray, *, labels=None, title: str = "", k: int = 8) -> None:
+  """A PNG grid of the k most and k least anomalous images of a source (only those images are read)."""
+  order = np.argsort(-np.asarray(scores), kind="stable")
+  k = min(k, len(order) // 2)
+  pick = np.concatenate([order[:k], order[::-1][:k]])
+  images = source.examples.take(pick)["image"]
+  plots.image_grid(path, images, np.asarray(scores)[pick], labels=None if labels is None else np.asarray(labels)[pick],
+                   k=k, title=title)
+
+
+def threshold_file(config, scorers, outputs, sources, predict) -> dict[str, dict]:
+  """Per scorer: the decision threshold and the min/max for normalisation, from held-out normal scores."""
+  t = {**DEFAULT_THRESHOLD, **(config.get("threshold") or {})}
+  q = float(t["quantile"])
+  if not 0.0 < q < 1.0:
+    raise ConfigError(f"threshold.quantile must be in (0, 1), got {q}.")
+  if "val" in sources:
+    name, source = "val", sources["val"]
+    source = _normal_part(source)
+  else:
+    name, source = "normal", sources["normal"]
+  keep = fixed_subset(len(source), int(t["limit"]))
+  if keep is not None:
+    source = Source(ArrayExamples(**source.examples.take(keep)), source.preprocess, source.num_classes)
+  out = {}
+  for scorer_name, scorer in scorers.items():
+    s, _, _ = reduced(scorer, _scores(predict, scorer, outputs[scorer.phase], source), source)
+    out[scorer_name] = {"threshold": float(np.quantile(s, q)), "min": float(np.min(s)), "max": float(np.max(s)),
+                        "quantile": q, "from": f"{name} ({len(s)} normal examples)"}
+  return out
+
+
+def _normal_part(source: Source) -> Source:
+  labels = source.field("label")
+  if np.all(labels == 0):
+    return source
+  keep = np.flatnonzero(labels == 0)
+  return Source(ArrayExamples(**source.examples.take(keep)), source.preprocess, source.num_classes)
+
+
+def normalize(scores: np.ndarray, threshold: Mapping[str, float]) -> np.ndarray:
+  """anomalib's min-max normalisation: the threshold maps to 0.5, [min, max] of the normal scores to a unit span.
+
+  normalised = clip((s - threshold) / (max - min) + 0.5, 0, 1); a score above the threshold is above 0.5.
+  """
+  span = max(threshold["max"] - threshold["min"], 1e-12)
+  return np.clip((np.asarray(scores, np.float64) - threshold["threshold"]) / span + 0.5, 0.0, 1.0)
 
 
 def mode_aurocs(raw_scores: Mapping[str, np.ndarray], labels: np.ndarray, secondary: np.ndarray, *,
@@ -95,12 +261,11 @@ def mode_aurocs(raw_scores: Mapping[str, np.ndarray], labels: np.ndarray, second
   return out
 
 
-def write_classification_results(workdir: str, logits: np.ndarray, labels: np.ndarray,
-                                 split: str = "test") -> dict[str, float]:
+def classification(workdir: str, logits: np.ndarray, labels: np.ndarray, split: str = "test") -> dict[str, float]:
   """Top-1 (and top-5 when K >= 5) accuracy of [N, K] `logits` against [N] class `labels`.
 
-  Writes `summary.json` (`<split>/top1`, `<split>/top5`) and `predictions.npz` (`labels` [N] and `topk` [N, k]: the
-  k = min(5, K) highest-scoring classes, best first); returns the summary.
+  Writes `predictions.npz` (`labels` [N] and `topk` [N, k]: the k = min(5, K) highest-scoring classes, best first);
+  returns `{'<split>/top1': ..., '<split>/top5': ...}`.
   """
   logits, labels = np.asarray(logits), np.asarray(labels)
   k = min(5, logits.shape[-1])
@@ -111,36 +276,16 @@ def write_classification_results(workdir: str, logits: np.ndarray, labels: np.nd
     summary[f"{split}/top5"] = float(hits.any(axis=1).mean())
   if jax.process_index() == 0:
     np.savez(os.path.join(workdir, "predictions.npz"), labels=labels, topk=topk)
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=2, sort_keys=True)
   return summary
 
 
-def plot(workdir: str, raw_scores: Mapping[str, np.ndarray], labels: np.ndarray) -> None:
-  """roc.png (one curve per scorer) and scores.png (normal vs anomalous histograms)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top  (plotting is the only user)
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  from sklearn import metrics as skm  # pylint: disable=g-import-not-at-top
-
-  fig, ax = plt.subplots(figsize=(4.5, 4.5))
-  for name, s in raw_scores.items():
-    fpr, tpr, _ = skm.roc_curve(labels, s)
-    ax.plot(fpr, tpr, label=f"{name} (AUROC {skm.roc_auc_score(labels, s):.3f})")
-  ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-  ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (label 1 = anomalous)")
-  ax.legend(loc="lower right", fontsize=8)
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, "roc.png"), dpi=120)
-  plt.close(fig)
-
-  fig, axes = plt.subplots(1, len(raw_scores), figsize=(4.5 * len(raw_scores), 3.5), squeeze=False)
-  for ax, (name, s) in zip(axes[0], raw_scores.items()):
-    bins = np.histogram_bin_edges(s, bins=50)
-    ax.hist(s[labels == 0], bins=bins, alpha=0.6, density=True, label="normal")
-    ax.hist(s[labels == 1], bins=bins, alpha=0.6, density=True, label="anomalous")
-    ax.set(xlabel=f"{name} score (higher = more anomalous)", ylabel="density")
-    ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, "scores.png"), dpi=120)
-  plt.close(fig)
+def ocsvm(name: str, scorer, output, sources, split: str, predict, *, nus=None) -> dict[str, float]:
+  """Andrews et al.'s evaluation: a linear one-class SVM fitted on the 'normal' features, AUROC averaged over nu."""
+  train = _scores(predict, scorer, output, sources["normal"])
+  test_source = sources[split]
+  test = _scores(predict, scorer, output, test_source)
+  kwargs = {} if nus is None else {"nus": tuple(nus)}
+  mean, per_nu = metrics.ocsvm_auroc_over_nu(train.reshape(len(train), -1), test.reshape(len(test), -1),
+                                             test_source.field("label"), **kwargs)
+  return {f"{split}/{name}/ocsvm_auroc": mean, f"{split}/{name}/ocsvm_auroc_min_nu": float(np.min(per_nu)),
+          f"{split}/{name}/ocsvm_auroc_max_nu": float(np.max(per_nu))}

@@ -1,6 +1,8 @@
 r"""Command line: `python -m jaxad.main --config=configs/mocca_cifar10.py:normal_class=3,seed=1 --workdir=DIR`.
 
-Config values can be overridden with `--config.train.epochs=10`; `--mode=eval` re-scores a trained workdir.
+Config values can be overridden with `--config.train.epochs=10`; `--mode=eval` re-scores a trained workdir;
+`--mode=predict --workdir=DIR --images=PATH` scores new images (a folder, one image file or an .npz) with it and
+writes DIR/predictions.csv (`jaxad.predict`).
 Mistakes in the config, the data or a checkpoint end with one `jaxad: error: ...` line and exit code 2.
 """
 
@@ -18,11 +20,13 @@ xla_flags.apply_cpu_defaults()  # before anything imports jax
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file, optionally ':args'.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes if possible) or eval only.")
-flags.mark_flags_as_required(["config", "workdir"])
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "predict"],
+                          "train (resumes if possible), eval (re-score the trained model) or predict (score --images).")
+_IMAGES = flags.DEFINE_string("images", None, "--mode=predict: a folder of images, one image file or an .npz.")
+flags.mark_flags_as_required(["workdir"])
 
 _USAGE = ("Usage: python -m jaxad.main --config=configs/NAME.py[:k=v,...] --workdir=DIR [--mode=train|eval] "
-          "[--config.KEY=VALUE]")
+          "[--config.KEY=VALUE]\n       python -m jaxad.main --mode=predict --workdir=DIR --images=PATH")
 
 
 def _fail(message: str):
@@ -56,6 +60,18 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint write at INFO
+  if _MODE.value == "predict":  # the trained workdir holds the config; --config is not needed
+    if not _IMAGES.value:
+      _fail("--mode=predict needs --images=PATH (a folder of images, one image file or an .npz).")
+    from jaxad import predict  # pylint: disable=g-import-not-at-top
+    try:
+      predict.predict(_WORKDIR.value, _IMAGES.value)
+    except UserError as e:
+      _fail(str(e))
+    print(f"wrote {_WORKDIR.value}/predictions.csv")
+    return
+  if flags.FLAGS["config"].value is None:
+    _fail("--config is required for --mode=train and --mode=eval.")
   try:
     config = _CONFIG.value
     config.keys()  # the value is a lazy proxy until first used

@@ -1,7 +1,10 @@
-"""`train_and_evaluate(config, workdir)`: data, mesh, the method's stages, jitted steps, checkpoints, evaluation.
+"""`train_and_evaluate(config, workdir)`: sources, the method's phases, jitted steps, checkpoints, evaluation.
 
 One code path for one CPU, N GPUs or a TPU pod: the step is `jax.jit` with `NamedSharding`s over a mesh with a
-'data' axis (state replicated, batch split). Durations are given in epochs and resolved to steps once.
+'data' axis (state replicated, batch split). Durations are given in epochs and resolved to steps once. The trainer
+runs a method's phases in order and knows no method, protocol or dataset by name: a `TrainPhase` is trained to its
+last step (resuming from its latest checkpoint), a `FitPhase` is fitted once; each leaves an `Output` under
+`checkpoints/<phase>/output`, and a phase whose output exists is skipped when the run is started again.
 """
 
 from __future__ import annotations
@@ -9,10 +12,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import flax.struct
 import jax
@@ -22,12 +24,16 @@ import numpy as np
 import optax
 import tqdm
 
-from jaxad import evaluate, parallel
-from jaxad.checkpoint import Checkpointer
-from jaxad.data import make_task, pipeline
+from jaxad import evaluate, optim, parallel
+from jaxad.checkpoint import Checkpointer, output_exists, restore_output, save_output
+from jaxad.data import Source, make_sources, pipeline
+from jaxad.data.examples import device_fields
 from jaxad.errors import ConfigError, TrainingError
 from jaxad.methods import get_method
-from jaxad.methods.base import Stage
+from jaxad.methods.base import Context, DataSpec, FitContext, FitPhase, Method, Output, TrainPhase, default_init
+
+MODES = ("train", "eval")
+_STEP_KEY_TAG = 0x5EED  # the per-step keys of a phase derive from its init key folded with this tag
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -36,167 +42,191 @@ class TrainState(flax.struct.PyTreeNode):
   batch_stats: Any
   opt_state: Any
   extra: Any  # the method's own state, e.g. hypersphere centers and radii
+  loss_sum: jax.Array  # the sum of this epoch's losses so far (keep='min_loss')
+  best: jax.Array  # the best criterion so far, lower is better (keep='min_loss' / 'best_val'); +inf before any
   tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
 
   @property
   def variables(self):
     return {"params": self.params, "batch_stats": self.batch_stats}
 
-
-def make_optimizer(optim: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
-  """Coupled weight decay (PyTorch's `weight_decay`) before Adam/SGD; lr x `lr_decay` at each milestone epoch.
-
-  `optim.trainable`, if set, is a list of `(regex, trainable)` pairs over '/'-joined parameter names; the first
-  pattern that matches (`re.search`) decides, and a parameter no pattern matches is an error. Frozen parameters
-  get zero updates (no weight decay either), e.g. ADRA: `[('adapter|bn|head', True), ('.*', False)]`.
-  """
-  lr = optax.piecewise_constant_schedule(
-      optim.lr, {int(m) * steps_per_epoch: optim.lr_decay for m in optim.milestones})
-  if optim.optimizer == "adam":
-    base = optax.adam(lr)
-  elif optim.optimizer == "sgd":
-    base = optax.sgd(lr, momentum=optim.momentum or None, nesterov=optim.nesterov)
-  else:
-    raise ConfigError(f"optimizer must be 'adam' or 'sgd', got {optim.optimizer!r}.")
-  tx = optax.chain(optax.add_decayed_weights(optim.weight_decay), base)
-  rules = optim.get("trainable")
-  if not rules:
-    return tx
-  return optax.multi_transform({True: tx, False: optax.set_to_zero()},
-                               lambda params: trainable_mask(params, [(p, bool(t)) for p, t in rules]))
+  def output(self) -> Output:
+    return Output(self.variables, self.extra)
 
 
-def trainable_mask(params, rules: list[tuple[str, bool]]):
-  """A pytree of bools: for each parameter, the `trainable` of the first rule whose regex matches its name."""
-
-  def decide(path, _):
-    name = "/".join(str(getattr(k, "key", k)) for k in path)
-    for pattern, trainable in rules:
-      if re.search(pattern, name):
-        return trainable
-    raise ConfigError(f"No optim.trainable rule matches parameter {name!r}; end the list with ('.*', False).")
-
-  return jax.tree_util.tree_map_with_path(decide, params)
-
-
-def make_train_step(stage: Stage, steps_per_epoch: int) -> Callable:
-  """A pure `(state, batch) -> (state, metrics)` for one stage.
+def make_train_step(phase: TrainPhase, steps_per_epoch: int, step_key: jax.Array) -> Callable:
+  """A pure `(state, batch) -> (state, metrics)` for one training phase.
 
   Parameters that `optim.trainable` freezes enter the loss through `stop_gradient`: their gradients are zeros that
   XLA never computes (and `grad_norm` covers the trainable ones only); the optimizer gives them zero updates.
   """
-  rules = [(p, bool(t)) for p, t in stage.optim.get("trainable") or ()]
+  rules = optim.trainable_rules(phase.optim)
 
-  def stage_loss(params, state, batch, epoch):
+  def phase_loss(params, ctx, batch):
     if rules:  # frozen leaves are constants: XLA then drops their weight-gradient convolutions (ADRA's saving)
       params = jax.tree.map(lambda p, t: p if t else jax.lax.stop_gradient(p), params,
-                            trainable_mask(params, rules))
-    return stage.loss(params, state, batch, epoch)
+                            optim.trainable_mask(params, rules))
+    return phase.loss(params, ctx, batch)
 
   def train_step(state: TrainState, batch):
-    epoch = state.step // steps_per_epoch
-    grad_fn = jax.value_and_grad(lambda p: stage_loss(p, state, batch, epoch), has_aux=True)
+    rng = jax.random.fold_in(step_key, state.step)
+    if phase.augment is not None:
+      batch = phase.augment(batch, jax.random.fold_in(rng, 1))
+    ctx = Context(batch_stats=state.batch_stats, extra=state.extra, step=state.step,
+                  epoch=state.step // steps_per_epoch, rng=jax.random.fold_in(rng, 0))
+    grad_fn = jax.value_and_grad(lambda p: phase_loss(p, ctx, batch), has_aux=True)
     (loss, (batch_stats, aux, metrics)), grads = grad_fn(state.params)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    extra = stage.update_extra(state.extra, aux, epoch) if stage.update_extra else state.extra
+    extra = phase.update_extra(state.extra, aux, ctx) if phase.update_extra else state.extra
+    loss_sum = jnp.where(state.step % steps_per_epoch == 0, 0.0, state.loss_sum) + loss
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
-                              extra=extra)
+                              extra=extra, loss_sum=loss_sum)
     return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads), **metrics}
 
   return train_step
 
 
-def init_state(stage: Stage, rng, images: np.ndarray, previous: TrainState | None, tx, predict) -> TrainState:
-  sample = jnp.asarray(images[:1])
-  if stage.init_variables is not None:
-    variables = stage.init_variables(rng, sample, previous)
-  else:
-    variables = stage.model.init(rng, sample, train=False)
-  variables = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
-  extra = stage.init_extra(variables, predict, images) if stage.init_extra else {}
+def init_state(phase: TrainPhase, rng, sample, previous: Mapping[str, Output], tx) -> TrainState:
+  out = (phase.init or default_init(phase.model))(rng, sample, previous)
+  variables = {"params": out.variables["params"], "batch_stats": out.variables.get("batch_stats", {})}
   return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"], batch_stats=variables["batch_stats"],
-                    opt_state=tx.init(variables["params"]), extra=extra, tx=tx)
+                    opt_state=tx.init(variables["params"]), extra=out.extra, loss_sum=jnp.zeros((), jnp.float32),
+                    best=jnp.full((), jnp.inf, jnp.float32), tx=tx)
 
 
-def run_stage(stage: Stage, index: int, config, workdir: str, images: np.ndarray, previous: TrainState | None,
-              mesh, predict, *, train: bool = True, labels: np.ndarray | None = None) -> TrainState:
-  """Trains one stage to its last step, resuming from its latest checkpoint if there is one.
+class Runner:
+  """Runs one method's phases on one set of sources, into one workdir."""
 
-  `labels` (class labels of `images`, protocol 'classification') go to the stage's `batches` as `labels=`.
-  """
-  optim = stage.optim
-  make_batches = stage.batches or pipeline.train_batches
-  if labels is not None and stage.batches is None:
-    raise ConfigError(f"data.protocol='classification' gives class labels; method {config.method!r} does not train "
-                      "on them (use method 'supervised', or an anomaly-detection protocol).")
-  with_labels = {} if labels is None else {"labels": labels}
-  data, spe = make_batches(images, global_batch_size=optim.batch_size, seed=config.seed * 1000 + index,
-                           num_epochs=optim.epochs, **with_labels)
-  total = optim.epochs * spe
-  tx = make_optimizer(optim, spe)
-  rng = jax.random.fold_in(jax.random.key(config.seed), index)
-  state = parallel.replicate(init_state(stage, rng, images, previous, tx, predict), mesh)
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints", stage.name))
-  if ckpt.latest_step() is not None:
-    state = ckpt.restore(state)
-    _log(f"{stage.name}: resumed from step {int(state.step)} of {total}.")
-  elif not train:
-    raise ConfigError(f"--mode=eval needs a trained checkpoint in {ckpt.directory}; run --mode=train first.")
-  start = int(state.step)
-  if train and start < total:
-    state = _train_loop(stage, config, workdir, data, state, mesh, ckpt, spe, total, start)
-  ckpt.close()
-  return state
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, method: Method, sources: Mapping[str, Source],
+               mesh, *, mode: str = "train"):
+    self.config, self.workdir, self.method, self.sources, self.mesh, self.mode = (
+        config, workdir, method, sources, mesh, mode)
+    self.predict = evaluate.make_predict(mesh, config.eval.batch_size)
 
+  def phase_dir(self, name: str) -> str:
+    return os.path.join(self.workdir, "checkpoints", name)
 
-def _train_loop(stage, config, workdir, data, state, mesh, ckpt, spe, total, start):
-  step_fn = jax.jit(make_train_step(stage, spe), in_shardings=(parallel.replicated(mesh), parallel.data_sharded(mesh)),
-                    out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)), donate_argnums=0)
-  bs = stage.optim.batch_size
-  bar = tqdm.tqdm(total=total, initial=start, desc=stage.name, unit="step", file=sys.stderr, dynamic_ncols=True,
-                  mininterval=1.0 if sys.stderr.isatty() else 30.0, disable=jax.process_index() != 0)
-  log_path = os.path.join(workdir, "metrics.jsonl")
-  t0, n0 = time.perf_counter(), start
-  for step in range(start, total):
-    state, metrics = step_fn(state, parallel.shard_batch(data[step], mesh))
-    done = step + 1
-    is_epoch_end = done % spe == 0
-    if done % config.log_every_steps == 0 or is_epoch_end or done == total:
-      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      if not all(math.isfinite(v) for v in metrics.values()):
-        ckpt.close()
-        raise TrainingError(
-            f"{stage.name}: non-finite metrics at step {done} (epoch {done / spe:.2f}): {metrics}. The last good "
-            f"checkpoint (step {ckpt.latest_step()}) in {ckpt.directory} is kept; lower {stage.name}.lr or check "
-            "the data.")
-      elapsed = time.perf_counter() - t0
-      img_s = (done - n0) * bs / max(elapsed, 1e-9)
-      t0, n0 = time.perf_counter(), done
-      record = {"stage": stage.name, "step": done, "epoch": done / spe, "img_per_s": img_s, **metrics}
-      if jax.process_index() == 0:
+  def run(self) -> dict[str, Output]:
+    """Every phase in order; returns their outputs by name."""
+    outputs: dict[str, Output] = {}
+    train_ordinal = 0
+    for i, phase in enumerate(self.method.phases):
+      out_dir = os.path.join(self.phase_dir(phase.name), "output")
+      if output_exists(out_dir):
+        outputs[phase.name] = restore_output(out_dir)
+      elif self.mode != "train":
+        raise ConfigError(f"--mode={self.mode} needs the trained phase {phase.name!r} in {out_dir}; run --mode=train "
+                          "first (the same command resumes an interrupted run).")
+      else:
+        if isinstance(phase, TrainPhase):
+          out = self.train_phase(phase, train_ordinal, outputs)
+        else:
+          out = self.fit_phase(phase, i, outputs)
+        save_output(out_dir, out)
+        outputs[phase.name] = restore_output(out_dir)  # the saved copy: a resumed run continues from the same bits
+      train_ordinal += isinstance(phase, TrainPhase)
+    return outputs
+
+  def fit_phase(self, phase: FitPhase, index: int, previous: Mapping[str, Output]) -> Output:
+    rng = jax.random.fold_in(jax.random.key(self.config.seed), 1000 + index)
+    _log(f"{phase.name}: fitting.")
+    predict = lambda fn, variables, source: self.predict(
+        fn, variables, self.sources[source] if isinstance(source, str) else source)
+    return phase.fit(FitContext(previous=dict(previous), sources=self.sources, predict=predict, rng=rng,
+                                workdir=self.workdir))
+
+  def train_phase(self, phase: TrainPhase, ordinal: int, previous: Mapping[str, Output]) -> Output:
+    config, mesh = self.config, self.mesh
+    batches = pipeline.TrainBatches(self.sources, phase.mix, seed=config.seed * 1000 + ordinal,
+                                    num_epochs=phase.optim.epochs, drop_remainder=phase.drop_remainder)
+    spe, total = batches.steps_per_epoch, len(batches)
+    tx = optim.make_optimizer(phase.optim, spe)
+    rng = jax.random.fold_in(jax.random.key(config.seed), ordinal)
+    sample = jax.tree.map(jnp.asarray, device_fields(batches[0]))
+    state = parallel.replicate(init_state(phase, rng, sample, previous, tx), mesh)
+    ckpt = Checkpointer(os.path.join(self.phase_dir(phase.name), "steps"))
+    if ckpt.latest_step() is not None:
+      state = ckpt.restore(state)
+      _log(f"{phase.name}: resumed from step {int(state.step)} of {total}.")
+    start = int(state.step)
+    if start < total:
+      state = self._train_loop(phase, batches, state, ckpt, jax.random.fold_in(rng, _STEP_KEY_TAG), start)
+    ckpt.close()
+    if phase.keep == "last":
+      return state.output()
+    return restore_output(os.path.join(self.phase_dir(phase.name), "best"))
+
+  def _train_loop(self, phase: TrainPhase, batches, state, ckpt, step_key, start):
+    config, mesh = self.config, self.mesh
+    spe, total = batches.steps_per_epoch, len(batches)
+    step_fn = jax.jit(make_train_step(phase, spe, step_key),
+                      in_shardings=(parallel.replicated(mesh), parallel.data_sharded(mesh)),
+                      out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)), donate_argnums=0)
+    bar = tqdm.tqdm(total=total, initial=start, desc=phase.name, unit="step", file=sys.stderr, dynamic_ncols=True,
+                    mininterval=1.0 if sys.stderr.isatty() else 30.0, disable=jax.process_index() != 0)
+    log_path = os.path.join(self.workdir, "metrics.jsonl")
+    t0, n0 = time.perf_counter(), start
+    shard = lambda step: parallel.shard_batch(device_fields(batches[step]), mesh)
+    for step, batch in zip(range(start, total), pipeline.prefetch(shard, range(start, total))):
+      state, metrics = step_fn(state, batch)
+      done = step + 1
+      is_epoch_end = done % spe == 0
+      record = None
+      if done % config.log_every_steps == 0 or is_epoch_end or done == total:
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if not all(math.isfinite(v) for v in metrics.values()):
+          ckpt.close()
+          raise TrainingError(
+              f"{phase.name}: non-finite metrics at step {done} (epoch {done / spe:.2f}): {metrics}. The last good "
+              f"checkpoint (step {ckpt.latest_step()}) in {ckpt.directory} is kept; lower {phase.name}.lr or check "
+              "the data.")
+        elapsed = time.perf_counter() - t0
+        img_s = (done - n0) * phase.batch_size / max(elapsed, 1e-9)
+        t0, n0 = time.perf_counter(), done
+        record = {"stage": phase.name, "step": done, "epoch": done / spe, "img_per_s": img_s, **metrics}
+        bar.set_postfix(loss=f"{metrics['loss']:.4g}", img_s=f"{img_s:.0f}", refresh=False)
+      if is_epoch_end and phase.keep != "last":
+        state, criterion = self._keep_best(phase, state, spe)
+        record = {**(record or {"stage": phase.name, "step": done, "epoch": done / spe}), **criterion}
+      if record is not None and jax.process_index() == 0:
         with open(log_path, "a") as f:
           f.write(json.dumps(record) + "\n")
-      bar.set_postfix(loss=f"{metrics['loss']:.4g}", img_s=f"{img_s:.0f}", refresh=False)
-    if (is_epoch_end and (done // spe) % config.checkpoint_every_epochs == 0) or done == total:
-      ckpt.save(state)
-    bar.update(1)
-  bar.close()
-  return state
+      if (is_epoch_end and (done // spe) % config.checkpoint_every_epochs == 0) or done == total:
+        ckpt.save(state)
+      bar.update(1)
+    bar.close()
+    return state
+
+  def _keep_best(self, phase: TrainPhase, state: TrainState, spe: int):
+    """At an epoch end: the phase's criterion (lower is better); saves the weights under `best` when it improves."""
+    if phase.keep == "min_loss":
+      value = float(jax.device_get(state.loss_sum)) / spe
+      logged = {"epoch_loss": value}
+    elif phase.keep == "best_val":
+      auroc = evaluate.source_auroc(self.predict, self.method.scorers[phase.val_scorer], state.output(),
+                                    self.sources["val"])
+      value, logged = -auroc, {f"val/{phase.val_scorer}/auroc": auroc}
+    else:
+      raise ConfigError(f"{phase.name}: keep must be 'last', 'min_loss' or 'best_val', got {phase.keep!r}.")
+    if value < float(jax.device_get(state.best)):
+      save_output(os.path.join(self.phase_dir(phase.name), "best"), state.output())
+      state = state.replace(best=parallel.replicate(jnp.asarray(value, jnp.float32), self.mesh))
+    return state, logged
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, mode: str = "train") -> dict[str, Any]:
   """Runs one experiment, or one per class when `config.data.normal_classes` lists several; returns the summary."""
-  if mode not in ("train", "eval"):
-    raise ConfigError(f"--mode must be 'train' or 'eval', got {mode!r}.")
+  if mode not in MODES:
+    raise ConfigError(f"--mode must be one of {MODES} here, got {mode!r}.")
   classes = tuple(config.data.get("normal_classes", ()) or ())
   if not classes:
-    return _run_one(config, workdir, mode)
+    return run_one(config, workdir, mode)
   results = {}
   for k in classes:
     sub = ml_collections.ConfigDict(config.to_dict())
     sub.data.normal_class, sub.data.normal_classes = int(k), ()
-    results[int(k)] = _run_one(sub, os.path.join(workdir, f"class_{k}"), mode)
+    results[int(k)] = run_one(sub, os.path.join(workdir, f"class_{k}"), mode)
   summary = {f"class_{k}/{m}": v for k, r in results.items() for m, v in r.items()}
   for m in next(iter(results.values())):
     vals = [r[m] for r in results.values()]
@@ -222,31 +252,30 @@ def results_table(results: dict[int, dict[str, float]]) -> str:
   return "\n".join(lines)
 
 
-def _run_one(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict[str, float]:
-  # Data and stages first (they may load datasets or source weights): a user error leaves no workdir behind.
-  task = make_task(config.data)
-  stages = get_method(config.method)(config, task.x_train.shape[1:])
+def build(config: ml_collections.ConfigDict) -> tuple[Method, dict[str, Source]]:
+  """The method and the sources it needs (data is loaded here; source weights are read by the method's phases)."""
+  spec = get_method(config.method)  # the method's needs decide which sources to load
+  if (config.data.protocol == "classification") != spec.trains_on_classes:
+    raise ConfigError(
+        f"data.protocol={config.data.protocol!r} does not fit method {config.method!r}: 'classification' gives class "
+        "labels, which only a classifier trains on (method 'supervised'); anomaly detectors need an anomaly-detection "
+        "protocol ('one_vs_rest', 'leave_one_out', 'small_modes').")
+  sources = make_sources(config, spec.source_names(config) | evaluate.sources_of(config))
+  return spec(config, DataSpec.of(sources)), sources
+
+
+def run_one(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict[str, float]:
+  # Data and method first: a user error in the config or the data leaves no workdir behind.
+  if mode != "train" and not os.path.isdir(workdir):
+    raise ConfigError(f"--mode={mode}: {workdir} does not exist; train into it first with --mode=train.")
+  method, sources = build(config)
   os.makedirs(workdir, exist_ok=True)
   _check_config_json(config, workdir)
+  evaluate.save_data_spec(workdir, sources)
   mesh = parallel.make_mesh()
-  predict = evaluate.make_predict(mesh, config.eval.batch_size)
-  state, raw = None, {}
-  for i, stage in enumerate(stages):
-    state = run_stage(stage, i, config, workdir, task.x_train, state, mesh, predict, train=mode == "train",
-                      labels=task.train_labels)
-    if stage.finalize_extra is not None:
-      state = state.replace(extra=stage.finalize_extra(state.variables, state.extra, predict, task.x_train))
-    if stage.score is not None:  # every stage that can score is evaluated, e.g. the AE's reconstruction error
-      raw.update(predict(lambda v, b, score=stage.score: score(v[0], v[1], b), (state.variables, state.extra),
-                         task.x_test))
-  if config.data.protocol == "classification":  # a source model: its stage scores {'logits': [N, K]}
-    summary = evaluate.write_classification_results(workdir, raw["logits"], task.test_classes)
-  else:
-    summary = evaluate.write_results(workdir, raw, task.test_labels, task.test_classes, secondary=task.test_secondary)
-  if config.get("export_source") and mode == "train":  # the final weights as a `transfer.source` directory
-    from jaxad.methods import transfer  # pylint: disable=g-import-not-at-top
-    path = transfer.save_source(os.path.join(workdir, "source"), state.variables)
-    _log(f"source weights for ADIB/ADRA/...: {path} (use source={path})")
+  runner = Runner(config, workdir, method, sources, mesh, mode=mode)
+  outputs = runner.run()
+  summary = evaluate.run_evals(config, method, outputs, sources, workdir, runner.predict)
   _log(f"{workdir}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items() if k.endswith(("auroc", "top1"))))
   return summary
 

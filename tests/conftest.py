@@ -1,16 +1,17 @@
-"""Test set-up: 8 fake CPU devices (set before jax is imported) and the real datasets folder."""
+"""Test set-up: fixtures for the real datasets folder and float64.
+
+Tests run on one CPU device; the test about devices (tests/train_test.py) starts its own process with eight
+(`helpers.run_python(..., devices=8)`). Shared helpers live in tests/helpers.py.
+"""
 
 import os
 import subprocess
 import sys
+import tempfile
 
-# Multi-device code paths are tested on 8 host-platform CPU devices; this must precede any jax import.
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+import pytest
 
-import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_DATASETS = os.path.join(os.path.dirname(REPO), "shared", "datasets")
+from helpers import SHARED_DATASETS  # pylint: disable=g-bad-import-order
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +29,14 @@ def data_dir() -> str:
       if not os.path.exists(codec):
         pytest.fail("Real datasets are needed: set JAXAD_DATA_DIR to a folder with cifar10.npz (etc.), e.g. made by "
                     "`python3 ../shared/datasets/imgcodec.py export DIR`.")
-      subprocess.run([sys.executable, codec, "export", path], check=True)
+      # Export beside the cache and move into place: parallel test workers never see a half-written archive.
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      partial = tempfile.mkdtemp(prefix="export-", dir=os.path.dirname(path))
+      subprocess.run([sys.executable, codec, "export", partial], check=True)
+      os.makedirs(path, exist_ok=True)
+      for name in sorted(os.listdir(partial), key=lambda n: n == "cifar10.npz"):  # the file checked above last
+        os.replace(os.path.join(partial, name), os.path.join(path, name))
+      os.rmdir(partial)
   for name in ("cifar10", "cifar100", "mnist"):
     if not os.path.exists(os.path.join(path, f"{name}.npz")):
       pytest.fail(f"JAXAD_DATA_DIR={path} has no {name}.npz; make it with "

@@ -5,11 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxad import evaluate, parallel, train
+from jaxad import optim, train
 from jaxad.errors import ConfigError
+from jaxad.methods.base import DataSpec
 from jaxad.methods import hypersphere
 
-from train_test import images, tiny_config  # pylint: disable=g-bad-import-order
+from helpers import hypersphere_config as tiny_config, random_images as images, run_method, sources_of  # pylint: disable=g-bad-import-order
 
 LAYERS = ("conv1", "conv2", "code")
 
@@ -27,23 +28,28 @@ def eps_guard(c, eps=0.1):
   return c
 
 
+def stages(config, x_shape):
+  return hypersphere.method(config, DataSpec(tuple(x_shape)))
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   config = tiny_config()
   x = images()
-  mesh = parallel.make_mesh()
-  predict = evaluate.make_predict(mesh, 16)
-  pre, hyp = hypersphere.stages(config, x.shape[1:])
-  pretrained = train.run_stage(pre, 0, config, str(tmp_path_factory.mktemp("w")), x, None, mesh, predict)
-  tx = train.make_optimizer(hyp.optim, steps_per_epoch=4)
-  start = train.init_state(hyp, jax.random.key(0), x, pretrained, tx, predict)
-  return config, x, pretrained, hyp, start
+  method = stages(config, x.shape[1:])
+  pre, _, hyp = method.phases
+  # The autoencoder and the centers only; the encoder phase starts from them.
+  outputs = run_method(config, method.__class__([pre, method.phases[1]], {}), sources_of(x),
+                       tmp_path_factory.mktemp("w"))
+  tx = optim.make_optimizer(hyp.optim, steps_per_epoch=4)
+  start = train.init_state(hyp, jax.random.key(0), {"image": jnp.asarray(x)}, outputs, tx)
+  return config, x, outputs["pretrain"], hyp, start
 
 
 def test_encoder_starts_from_the_pretrained_autoencoder(trained):
   _, _, pretrained, _, start = trained
-  jax.tree.map(np.testing.assert_array_equal, start.params, pretrained.params["encoder"])
-  jax.tree.map(np.testing.assert_array_equal, start.batch_stats, pretrained.batch_stats["encoder"])
+  jax.tree.map(np.testing.assert_array_equal, start.params, pretrained.variables["params"]["encoder"])
+  jax.tree.map(np.testing.assert_array_equal, start.batch_stats, pretrained.variables["batch_stats"]["encoder"])
 
 
 def test_centers_are_eval_mode_means_with_the_eps_guard(trained):
@@ -56,7 +62,7 @@ def test_centers_are_eval_mode_means_with_the_eps_guard(trained):
 
 def test_radius_is_the_batch_quantile_after_warmup_only(trained):
   config, x, _, hyp, start = trained
-  step = jax.jit(train.make_train_step(hyp, steps_per_epoch=4))
+  step = jax.jit(train.make_train_step(hyp, 4, jax.random.key(0)))
   batch = {"image": jnp.asarray(x[:16])}
   state, _ = step(start, batch)  # epoch 0 < warmup_epochs = 1: radii stay 0
   assert all(float(r) == 0 for r in state.extra["radii"].values())
@@ -72,10 +78,11 @@ def test_radius_is_the_batch_quantile_after_warmup_only(trained):
 def test_score_is_the_mean_over_layers_of_squared_distance_minus_radius(trained, boundary):
   _, x, _, hyp, start = trained
   config = tiny_config(boundary=boundary)
-  stage = hypersphere.stages(config, x.shape[1:])[1]
+  scorer = stages(config, x.shape[1:]).scorers["hypersphere"]
+  assert scorer.phase == "train" and scorer.kind == "score" and scorer.reduction == "none"
   radii = {l: jnp.asarray(0.1 * (i + 1)) for i, l in enumerate(LAYERS)}
   extra = {**start.extra, "radii": radii}
-  got = stage.score(start.variables, extra, {"image": jnp.asarray(x[:8])})["hypersphere"]
+  got = scorer.fn(start.variables, extra, {"image": jnp.asarray(x[:8])})
   feats = pooled_numpy(hyp.model, start.variables, x[:8], train_mode=False)
   per_layer = [((feats[l] - np.asarray(extra["centers"][l])) ** 2).sum(1) - (float(radii[l]) ** 2 if boundary == "soft"
                                                                               else 0.0) for l in LAYERS]
@@ -85,10 +92,10 @@ def test_score_is_the_mean_over_layers_of_squared_distance_minus_radius(trained,
 def test_config_errors_name_the_problem():
   x_shape = (28, 28, 1)
   with pytest.raises(ConfigError, match="objective.boundary"):
-    hypersphere.stages(tiny_config(boundary="round"), x_shape)
+    stages(tiny_config(boundary="round"), x_shape)
   with pytest.raises(ConfigError, match=r"objective.nu must be in \(0, 1\]"):
-    hypersphere.stages(tiny_config(nu=0.0), x_shape)
+    stages(tiny_config(nu=0.0), x_shape)
   config = tiny_config()
   config.objective.layers = ("conv9",)
   with pytest.raises(ConfigError, match=r"subset of \['code', 'conv1', 'conv2'\]"):
-    hypersphere.stages(config, x_shape)
+    stages(config, x_shape)

@@ -12,13 +12,14 @@ import ml_collections
 import numpy as np
 import pytest
 
+from sklearn import metrics as sk_metrics
+
 from jaxad import train
 from jaxad.config import load_config
-from jaxad.data import default_config, make_oe, make_task, mpi3d, sources, transforms
+from jaxad.data import default_config, make_oe, make_oe_source, make_sources, make_task, mpi3d, sources
 from jaxad.errors import ConfigError, DataError
 
-from conftest import REPO  # pylint: disable=g-bad-import-order
-from main_test import jaxad_main  # pylint: disable=g-bad-import-order
+from helpers import REPO, jaxad_main  # pylint: disable=g-bad-import-order
 
 SMALL = (6, 6, 2, 3, 3, 2, 2)  # 2,592 images, 36 views (camera x background x 2 x 2) per object
 RED, BLUE, CONE, CUBE, SMALL_SIZE, LARGE_SIZE = 2, 3, 0, 1, 0, 1
@@ -214,50 +215,75 @@ def grid_file(tmp_path_factory):
   return str(path), images
 
 
-def image_ids(x_unit):
-  """The encoded index of each preprocessed ('unit') image."""
-  px = np.rint(x_unit[:, 0, 0, :2] * 255).astype(np.int64)
+def image_ids(x):
+  """The encoded index of each image: uint8 pixels as stored, or 'unit' floats (pixel / 255) after preprocessing."""
+  px = x[:, 0, 0, :2].astype(np.int64) if x.dtype == np.uint8 else np.rint(x[:, 0, 0, :2] * 255).astype(np.int64)
   return px[:, 0] + 256 * px[:, 1]
 
 
-def mpi3d_data(path, **overrides):
-  return default_config(**{**dict(name="mpi3d", mpi3d_path=path, mpi3d_sizes=GRID, preprocess="unit",
-                                  minmax="computed", mpi3d_test_fraction=0.25, protocol_seed=5), **overrides})
+# torchvision's ImageNet constants, MPI3D's default standardisation (written out: an independent reference).
+IMAGENET_MEAN, IMAGENET_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+
+
+def mpi3d_data(path, mpi3d_keys=None, **overrides):
+  """`config.data` for the GRID file; `mpi3d_keys` go to the `data.mpi3d` sub-dict."""
+  data = default_config(**{**dict(name="mpi3d", preprocess="unit", minmax="computed", protocol_seed=5), **overrides})
+  data.mpi3d.update(dict(path=path, sizes=GRID, test_fraction=0.25, **(mpi3d_keys or {})))
+  return data
+
+
+def run_config(data, oe):
+  return ml_collections.ConfigDict({"data": data, "oe": oe})
 
 
 def test_make_task_and_make_oe_gather_the_protocol_images(grid_file):
   path, images = grid_file
   oe_config = ml_collections.ConfigDict(dict(name="mpi3d", source="auto", data_dir="", split="train", limit=0))
-  for overrides, sel in [
-      (dict(mpi3d_anomaly="shape"), mpi3d.interventions(anomaly="shape", sizes=GRID, test_fraction=0.25, seed=5)),
-      (dict(mpi3d_protocol="color_shift", mpi3d_trial=2),
-       mpi3d.color_shift_sequence(sizes=GRID, test_fraction=0.25, seed=5)[2])]:
-    data = mpi3d_data(path, **overrides)
-    task = make_task(data)
-    assert task.x_train.shape == (len(sel.train), 64, 64, 3) and task.x_train.dtype == np.float32
+  for mpi3d_keys, sel in [
+      (dict(anomaly="shape"), mpi3d.interventions(anomaly="shape", sizes=GRID, test_fraction=0.25, seed=5)),
+      (dict(protocol="color_shift", trial=2), mpi3d.color_shift_sequence(sizes=GRID, test_fraction=0.25, seed=5)[2])]:
+    data = mpi3d_data(path, mpi3d_keys)
+    task = make_task(data)  # uint8: preprocessing happens per batch (the sources' `Preprocess`)
+    assert task.x_train.shape == (len(sel.train), 64, 64, 3) and task.x_train.dtype == np.uint8
+    np.testing.assert_array_equal(task.x_train, images[sel.train])
     np.testing.assert_array_equal(image_ids(task.x_train), sel.train)
     np.testing.assert_array_equal(image_ids(task.x_test), sel.test)
     np.testing.assert_array_equal(task.test_labels, sel.test_labels)
     np.testing.assert_array_equal(task.test_classes, sel.test_classes)
     assert task.test_secondary is None
-    oe = make_oe(oe_config, data)  # the protocol's own OE images, preprocessed like the normal data
+    srcs = make_sources(run_config(data, oe_config), ["oe"])
+    x_train = srcs["normal"].batch(np.arange(len(sel.train)))["image"]  # 'unit': pixel / 255
+    assert x_train.dtype == np.float32
+    np.testing.assert_array_equal(image_ids(x_train), sel.train)
+    np.testing.assert_allclose(x_train, images[sel.train] / 255.0, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(image_ids(srcs["test"].batch(np.arange(len(sel.test)))["image"]), sel.test)
+    np.testing.assert_array_equal(srcs["test"].field("label"), sel.test_labels)
+    oe, oe_classes = make_oe(oe_config, data)  # the protocol's own OE images, uint8 like the normal data
+    assert oe.dtype == np.uint8 and np.all(oe_classes == -1)
     np.testing.assert_array_equal(image_ids(oe), sel.oe)
-    np.testing.assert_allclose(oe[3], images[sel.oe[3]] / np.float32(255))
+    oe_source = srcs["oe"]  # ... preprocessed like the normal data, label 1
+    assert len(oe_source) == len(sel.oe) and np.all(oe_source.field("label") == 1)
+    oe_batch = oe_source.batch(np.array([3, 0]))["image"]
+    np.testing.assert_array_equal(image_ids(oe_batch), sel.oe[[3, 0]])
+    np.testing.assert_allclose(oe_batch[0], images[sel.oe[3]] / np.float32(255))
   assert len(sel.train) == 3 * 2 * 24 and len(sel.oe) == 3 * 4 * 2 * 32  # colour shift, trial 2: 3 colours
   # Limits subsample the indices first (seed 0, as for every dataset); OE keeps a fixed random subset.
   data = mpi3d_data(path, train_limit=10, test_limit=6, preprocess="standardize")
   task = make_task(data)
   sel = mpi3d.interventions(anomaly="color", sizes=GRID, test_fraction=0.25, seed=5)
   keep = np.sort(np.random.default_rng(0).permutation(len(sel.train))[:10])
-  mean, std = transforms.IMAGENET_MEAN, transforms.IMAGENET_STD  # MPI3D's default constants
-  np.testing.assert_allclose(task.x_train, transforms.standardize(images[sel.train[keep]] / np.float32(255), mean,
-                                                                  std), atol=1e-5)
+  np.testing.assert_array_equal(task.x_train, images[sel.train[keep]])
   assert task.x_test.shape == (6, 64, 64, 3)
+  normal = make_sources(run_config(data, oe_config))["normal"]
+  np.testing.assert_allclose(normal.batch(np.arange(10))["image"],
+                             (images[sel.train[keep]] / 255.0 - IMAGENET_MEAN) / IMAGENET_STD, atol=1e-5)
   oe_config.limit = 20
-  oe = make_oe(oe_config, data)
+  oe, _ = make_oe(oe_config, data)
   assert oe.shape == (20, 64, 64, 3)
-  np.testing.assert_allclose(oe, transforms.standardize(sel.oe_images(images, limit=20) / np.float32(255), mean, std),
-                             atol=1e-5)
+  np.testing.assert_array_equal(oe, sel.oe_images(images, limit=20))
+  oe_source = make_oe_source(oe_config, data, normal.preprocess)
+  np.testing.assert_allclose(oe_source.batch(np.arange(20))["image"],
+                             (sel.oe_images(images, limit=20) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD, atol=1e-5)
 
 
 def test_mpi3d_config_errors_name_the_key_or_the_file(grid_file, tmp_path):
@@ -265,12 +291,13 @@ def test_mpi3d_config_errors_name_the_key_or_the_file(grid_file, tmp_path):
   missing = str(tmp_path / "mpi3d_real.npz")
   with pytest.raises(DataError, match=f"{missing} does not exist.*download.*{mpi3d.URL}"):
     make_task(mpi3d_data("", data_dir=str(tmp_path)))  # default: <data_dir>/mpi3d_real.npz
-  for overrides, match in [(dict(mpi3d_protocol="colour"), "data.mpi3d_protocol must be one of"),
-                           (dict(mpi3d_anomaly="background"), "anomaly must be one of"),
-                           (dict(mpi3d_protocol="color_shift", mpi3d_trial=6), r"data.mpi3d_trial must be in \[0, 6\)"),
-                           (dict(protocol="small_modes"), "picks its protocol with data.mpi3d_protocol")]:
+  for mpi3d_keys, overrides, match in [
+      (dict(protocol="colour"), {}, r"data\.mpi3d\.protocol must be one of"),
+      (dict(anomaly="background"), {}, "anomaly must be one of"),
+      (dict(protocol="color_shift", trial=6), {}, r"data\.mpi3d\.trial must be in \[0, 6\)"),
+      ({}, dict(protocol="small_modes"), r"picks its protocol with data\.mpi3d\.protocol")]:
     with pytest.raises(ConfigError, match=match):
-      make_task(mpi3d_data(path, **overrides))
+      make_task(mpi3d_data(path, mpi3d_keys, **overrides))
   oe = ml_collections.ConfigDict(dict(name="mpi3d", source="auto", data_dir="", split="train", limit=0))
   with pytest.raises(ConfigError, match="oe.name='mpi3d' is the OE set of the MPI3D protocols"):
     make_oe(oe, default_config(name="cifar10", preprocess="standardize"))
@@ -279,14 +306,14 @@ def test_mpi3d_config_errors_name_the_key_or_the_file(grid_file, tmp_path):
 def test_adib_mpi3d_config_arguments():
   path = os.path.join(REPO, "configs", "adib_mpi3d.py")
   c = load_config(f"{path}:anomaly=size,seed=3")
-  assert (c.data.name, c.data.mpi3d_protocol, c.data.mpi3d_anomaly, c.oe.name) == ("mpi3d", "interventions", "size",
+  assert (c.data.name, c.data.mpi3d.protocol, c.data.mpi3d.anomaly, c.oe.name) == ("mpi3d", "interventions", "size",
                                                                                      "mpi3d")
-  assert tuple(c.data.mpi3d_sizes) == mpi3d.FACTOR_SIZES and c.data.protocol_seed == c.seed == 3
+  assert tuple(c.data.mpi3d.sizes) == mpi3d.FACTOR_SIZES and c.data.protocol_seed == c.seed == 3
   assert c.data.standardize_stats == "imagenet64" and c.oe.limit == 50_000 and c.train.epochs == 100
   for method, (loss, per_batch) in {"adib": ("bce", 64), "adra": ("bce", 64), "sad": ("sad", 64),
                                     "hsc": ("hsc", 64), "dsvdd_resnet26": ("one_class", 0)}.items():
     c = load_config(f"{path}:method={method},protocol=color_shift,trial=4")
-    assert (c.method, c.objective.loss, c.oe.per_batch, c.data.mpi3d_trial) == (method, loss, per_batch, 4)
+    assert (c.method, c.objective.loss, c.oe.per_batch, c.data.mpi3d.trial) == (method, loss, per_batch, 4)
     assert c.model.adapters == (method == "adra") and (c.objective.regularizer == "l2_sp") == (method == "adib")
   with pytest.raises(ConfigError, match="Unknown method 'doc' for MPI3D"):
     load_config(f"{path}:method=doc")
@@ -295,15 +322,21 @@ def test_adib_mpi3d_config_arguments():
 def test_adib_mpi3d_runlocal_end_to_end_on_a_synthetic_file(grid_file, tmp_path):
   path, _ = grid_file
   c = load_config(os.path.join(REPO, "configs", "adib_mpi3d.py") + f":runlocal,anomaly=shape,path={path}")
-  c.data.mpi3d_sizes = GRID
+  assert c.data.mpi3d.path == path
+  c.data.mpi3d.sizes = GRID
   summary = train.train_and_evaluate(c, str(tmp_path))
   assert 0.0 <= summary["test/oe_sigmoid/auroc"] <= 1.0
   records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in records] == [1, 2, 3, 4] and all(np.isfinite(r["loss"]) for r in records)
+  assert {r["stage"] for r in records} == {"train"}
   scores = np.load(tmp_path / "scores.npz")
   sel = mpi3d.interventions(anomaly="shape", sizes=GRID, seed=c.seed)  # 32 views: 6 held out -> 12 test images
   np.testing.assert_array_equal(scores["labels"], sel.test_labels)
-  assert scores["score/oe_sigmoid"].shape == (12,)
+  np.testing.assert_array_equal(scores["classes"], sel.test_classes)
+  s = scores["score/oe_sigmoid"]
+  assert s.shape == (12,) and np.all((s >= 0) & (s <= 1))  # sigmoid probabilities
+  # Random pixels carry no signal, so the AUROC itself says little; it must be the AUROC of the saved scores.
+  assert summary["test/oe_sigmoid/auroc"] == pytest.approx(sk_metrics.roc_auc_score(sel.test_labels, s), abs=1e-9)
 
 
 def test_missing_mpi3d_file_on_the_command_line_is_one_clear_line(tmp_path):

@@ -25,6 +25,7 @@ def test_small_modes_mixing_ratio_and_labels_on_real_cifar10(cifar10, r, n_truck
   task = protocols.small_modes(cifar10, primary=SHIP, secondary=TRUCK, r=r, seed=1)
   classes = train_classes(task, cifar10)
   assert (classes == SHIP).sum() == 5000 and (classes == TRUCK).sum() == n_truck
+  np.testing.assert_array_equal(task.train_classes, classes)  # the 'normal' source's 'class' field
   assert (classes == TRUCK).mean() == pytest.approx(r / (r + 1), abs=1e-9)  # S_n ~ 1/(r+1) P_a + r/(r+1) P_b
   assert len(np.unique(task.x_train.reshape(len(task.x_train), -1), axis=0)) == len(task.x_train)  # no repeats
   # Test set: all 10,000; ships and trucks are normal; the other 8,000 anomalous; trucks marked as secondary.
@@ -39,6 +40,7 @@ def test_small_modes_mixing_ratio_and_labels_on_real_cifar10(cifar10, r, n_truck
 def test_small_modes_edges_seeds_and_registry(cifar10):
   r0 = protocols.small_modes(cifar10, primary=SHIP, secondary=TRUCK, r=0, seed=0)
   np.testing.assert_array_equal(r0.x_train, cifar10.x_train[cifar10.y_train == SHIP])  # the primary class alone
+  np.testing.assert_array_equal(r0.train_classes, np.full(5000, SHIP))
   assert r0.test_labels.sum() == 8_000  # trucks stay normal at test time
   r1 = protocols.small_modes(cifar10, primary=SHIP, secondary=TRUCK, r=1.0, seed=0)
   np.testing.assert_array_equal(r1.x_train, cifar10.x_train[np.isin(cifar10.y_train, (SHIP, TRUCK))])  # 50 / 50

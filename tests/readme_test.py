@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from conftest import REPO  # pylint: disable=g-bad-import-order
+from helpers import REPO  # pylint: disable=g-bad-import-order
 
 
 def test_readme_losses_example_runs():

@@ -30,6 +30,7 @@ class Task:
   test_classes: np.ndarray  # the original class of each test image, for per-class breakdowns
   secondary_class: int | None = None  # small_modes: the minor normal mode (see `test_secondary`)
   train_labels: np.ndarray | None = None  # classification: int64 [N_train] class labels; None for AD protocols
+  train_classes: np.ndarray | None = None  # the original class of each training image (sub-classes of normal)
 
   @property
   def test_secondary(self) -> np.ndarray | None:
@@ -46,9 +47,9 @@ def one_vs_rest(arrays: Arrays, normal_class: int) -> Task:
   """Train on the normal class's train images; test on the full test set, label 1 = any other class."""
   if not 0 <= normal_class < arrays.num_classes:
     raise ConfigError(f"normal_class={normal_class} is out of range for a dataset with {arrays.num_classes} classes.")
-  x_train = arrays.x_train[arrays.y_train == normal_class]
+  keep = arrays.y_train == normal_class
   labels = (arrays.y_test != normal_class).astype(np.int32)
-  return Task(x_train, arrays.x_test, labels, arrays.y_test)
+  return Task(arrays.x_train[keep], arrays.x_test, labels, arrays.y_test, train_classes=arrays.y_train[keep])
 
 
 def leave_one_out(arrays: Arrays, held_out_class: int) -> Task:
@@ -59,9 +60,9 @@ def leave_one_out(arrays: Arrays, held_out_class: int) -> Task:
   if not 0 <= held_out_class < arrays.num_classes:
     raise ConfigError(f"held-out class {held_out_class} is out of range for a dataset with {arrays.num_classes} "
                       "classes.")
-  x_train = arrays.x_train[arrays.y_train != held_out_class]
+  keep = arrays.y_train != held_out_class
   labels = (arrays.y_test == held_out_class).astype(np.int32)
-  return Task(x_train, arrays.x_test, labels, arrays.y_test)
+  return Task(arrays.x_train[keep], arrays.x_test, labels, arrays.y_test, train_classes=arrays.y_train[keep])
 
 
 def small_modes(arrays: Arrays, primary: int, *, secondary: int | None = None, r: float | None = None,
@@ -111,13 +112,14 @@ def small_modes(arrays: Arrays, primary: int, *, secondary: int | None = None, r
   keep = np.sort(np.concatenate([idx_a, idx_b]))
   labels = ~np.isin(arrays.y_test, (primary, secondary))
   return Task(arrays.x_train[keep], arrays.x_test, labels.astype(np.int32), arrays.y_test,
-              secondary_class=int(secondary))
+              secondary_class=int(secondary), train_classes=arrays.y_train[keep])
 
 
 def classification(arrays: Arrays, normal_class: int = 0) -> Task:
   """Every train and test image with its class label, for supervised pretraining; `normal_class` is ignored."""
   del normal_class
-  return Task(arrays.x_train, arrays.x_test, arrays.y_test, arrays.y_test, train_labels=arrays.y_train)
+  return Task(arrays.x_train, arrays.x_test, arrays.y_test, arrays.y_test, train_labels=arrays.y_train,
+              train_classes=arrays.y_train)
 
 
 # Builders by name, each called as f(arrays, class, **kwargs); small_modes also needs secondary= and r=.

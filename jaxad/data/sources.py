@@ -4,10 +4,11 @@ Every source returns the same thing, an `Arrays` of uint8 NHWC images and intege
 pipelines never care where the data came from.
 
 * `tfds`: `tfds.data_source(...)` (ArrayRecord, random access, no TensorFlow needed to read). The default for users
-  with internet; tfds downloads and prepares the dataset on first use.
-* `npz`: `<data_dir>/<name>.npz` with `x_train, y_train, x_test, y_test` (the export format of
-  `../shared/datasets/imgcodec.py export DIR`, also what users produce for their own arrays). `data_dir` is the
-  config's `data.data_dir` or the environment variable `JAXAD_DATA_DIR`.
+  with internet; tfds downloads and prepares the dataset on first use, which needs the `jaxad[tfds]` extra
+  (TensorFlow and importlib_resources).
+* `npz`: `<data_dir>/<name>.npz` with `x_train, y_train, x_test, y_test` (uint8 NHWC images, integer labels: what
+  users save for their own arrays; jaxad's tests export theirs from the repository's sibling `shared/datasets`).
+  `data_dir` is the config's `data.data_dir` or the environment variable `JAXAD_DATA_DIR`.
 * `digits`: scikit-learn's 8x8 handwritten digits, shipped inside scikit-learn: the embedded default that needs no
   download (1,797 images, split in half, stratified, with a fixed seed).
 
@@ -20,6 +21,7 @@ is labelled), e.g. `x_unlabelled` in `stl10.npz`; `load` never reads it.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import zipfile
 
@@ -63,8 +65,9 @@ class DatasetInfo:
     return ("train", "test") + self.extra_splits
 
 
-_EXPORT_HINT = ("python3 ../shared/datasets/imgcodec.py export DIR (from a jaxad checkout) or save your own arrays "
-                "with np.savez(DIR/{name}.npz, x_train=..., y_train=..., x_test=..., y_test=...), then set "
+_EXPORT_HINT = ("with internet, let tfds download it: pip install 'jaxad[tfds]' and set data.source='tfds' (or leave "
+                f"{DATA_DIR_ENV} unset); offline, save the arrays as uint8 NHWC images and integer labels with "
+                "np.savez(DIR/{name}.npz, x_train=..., y_train=..., x_test=..., y_test=...), then set "
                 f"{DATA_DIR_ENV}=DIR or data.data_dir=DIR")
 
 _STL10_HINT = ("with internet, source='tfds' (tfds name 'stl10': 5,000 train + 8,000 test labelled and 100,000 "
@@ -90,6 +93,7 @@ DATASETS = {
     "cifar10": DatasetInfo("cifar10", (32, 32, 3), 10, _EXPORT_HINT),
     "cifar100": DatasetInfo("cifar100", (32, 32, 3), 100, _EXPORT_HINT),
     "mnist": DatasetInfo("mnist", (28, 28, 1), 10, _EXPORT_HINT),
+    "fashion_mnist": DatasetInfo("fashion_mnist", (28, 28, 1), 10, _EXPORT_HINT),
     "stl10": DatasetInfo("stl10", (96, 96, 3), 10, _STL10_HINT, extra_splits=("unlabelled",),
                          unlabelled_splits=("unlabelled",)),
     "svhn": DatasetInfo("svhn_cropped", (32, 32, 3), 10, _SVHN_HINT, extra_splits=("extra",)),
@@ -160,25 +164,34 @@ def missing(name: str, *, source: str = "auto", data_dir: str | None = None) -> 
   except Exception as e:  # pylint: disable=broad-except  (an unknown or broken tfds install: say so)
     where = f"tfds ({type(e).__name__}: {e})"
   return (f"{name} is neither in a data folder (set {DATA_DIR_ENV}) nor prepared by tfds in {where}; to get it: "
-          f"{_hint(name)}; with internet: python -c \"import tensorflow_datasets as tfds; "
+          f"{_hint(name)}; with internet: pip install 'jaxad[tfds]' && python -c \"import tensorflow_datasets as tfds; "
           f"tfds.data_source('{info.tfds_name}', split='train')\"")
 
 
-def load(name: str, *, source: str = "auto", data_dir: str | None = None) -> Arrays:
+LABEL_MODES = ("fine", "coarse")
+
+
+def load(name: str, *, source: str = "auto", data_dir: str | None = None, label_mode: str = "fine") -> Arrays:
   """Loads dataset `name` from `source` in {'auto', 'npz', 'tfds', 'digits'}.
 
   'auto' reads `<data_dir>/<name>.npz` when a data dir is set (config or $JAXAD_DATA_DIR) and otherwise uses tfds.
+  `label_mode='coarse'` gives CIFAR-100's 20 super-classes (`y_<split>_coarse` in the npz, tfds 'coarse_label').
   """
   info = get_info(name)
+  if label_mode not in LABEL_MODES or (label_mode == "coarse" and name != "cifar100"):
+    raise ConfigError(f"data.label_mode must be one of {LABEL_MODES} ('coarse' only for cifar100), got "
+                      f"{label_mode!r} for {name!r}.")
   data_dir = resolve_data_dir(data_dir)
   if name == "digits":
     if source not in ("auto", "digits"):
       raise DataError(f"Dataset 'digits' only comes from scikit-learn (source='digits'), not {source!r}.")
     return load_digits()
   source = _resolve_source(name, source, data_dir)
+  coarse = label_mode == "coarse"
   if source == "npz":
-    return load_npz(os.path.join(data_dir, f"{name}.npz"), expected_shape=info.shape)
-  return load_tfds(info.tfds_name, hint=_hint(name), test_split=info.tfds_test_split)
+    return load_npz(os.path.join(data_dir, f"{name}.npz"), expected_shape=info.shape, coarse=coarse)
+  return load_tfds(info.tfds_name, hint=_hint(name), test_split=info.tfds_test_split,
+                   label_key="coarse_label" if coarse else "label")
 
 
 def load_split(name: str, split: str, *, source: str = "auto",
@@ -264,16 +277,20 @@ def _read_npz_split(path: str, split: str, *, labelled: bool | None, expected_sh
   return _check_split(path, split, x, y, expected_shape, hint)
 
 
-def load_npz(path: str, *, expected_shape: tuple[int, int, int] | None = None) -> Arrays:
-  """Reads an `x_train, y_train, x_test, y_test` archive and checks it thoroughly (extra arrays are not read)."""
+def load_npz(path: str, *, expected_shape: tuple[int, int, int] | None = None, coarse: bool = False) -> Arrays:
+  """Reads an `x_train, y_train, x_test, y_test` archive and checks it thoroughly (extra arrays are not read).
+
+  `coarse` reads the labels from `y_train_coarse` / `y_test_coarse` (CIFAR-100's super-classes) instead.
+  """
   hint = _hint(os.path.splitext(os.path.basename(path))[0])
+  suffix = "_coarse" if coarse else ""
   try:
     with _open_npz(path, hint) as f:
-      missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
+      missing = [k for k in ("x_train", f"y_train{suffix}", "x_test", f"y_test{suffix}") if k not in f.files]
       if missing:
         raise DataError(f"{path} is malformed: missing arrays {missing} (has {sorted(f.files)}). "
                         f"Re-create it: {hint}.")
-      arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+      arrays = {k: f[k + (suffix if k.startswith("y") else "")] for k in ("x_train", "y_train", "x_test", "y_test")}
   except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
     if isinstance(e, DataError):
       raise
@@ -284,14 +301,29 @@ def load_npz(path: str, *, expected_shape: tuple[int, int, int] | None = None) -
   return Arrays(**arrays)
 
 
+# What tfds needs to *prepare* a dataset, beyond reading a prepared one: tfds 4.9.x imports importlib_resources
+# (declared only for Python < 3.9) and extracts archives and encodes images with TensorFlow (the 'tfds' extra).
+_PREPARE_MODULES = ("importlib_resources", "tensorflow")
+
+
 def _read_tfds_split(tfds_name: str, split: str, *, data_dir: str | None, labelled: bool,
-                     hint: str) -> tuple[np.ndarray, np.ndarray | None]:
+                     hint: str, label_key: str = "label") -> tuple[np.ndarray, np.ndarray | None]:
   """One tfds split through `tfds.data_source` (no TensorFlow needed), into preallocated uint8 arrays."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (heavy; only this source needs it)
 
+  # Without the 'tfds' extra only read: tfds would download the whole archive before failing (ExtractError).
+  absent = [m for m in _PREPARE_MODULES if importlib.util.find_spec(m) is None]
   try:
-    src = tfds.data_source(tfds_name, split=split, data_dir=data_dir)
+    # ArrayRecord explicitly: tfds 4.9.10's data_source picks it only when neither data_dir nor builder_kwargs is
+    # given; with a data_dir it would prepare TFRecord, which it then cannot read (NotImplementedError).
+    src = tfds.data_source(tfds_name, split=split, data_dir=data_dir, download=not absent,
+                           builder_kwargs={"file_format": "array_record"})
   except Exception as e:  # tfds raises many kinds (network, missing builder, missing files)
+    if absent:
+      raise DataError(
+          f"tfds cannot read {tfds_name!r} split {split!r} ({type(e).__name__}: {e}) and cannot prepare it here: "
+          f"{' and '.join(absent)} not installed. With internet: pip install 'jaxad[tfds]' (in a checkout: "
+          f"pip install -e '.[tfds]'; TensorFlow for CPU, ~275 MB), then run again. Otherwise: {hint}.") from e
     raise DataError(
         f"Could not get {tfds_name!r} split {split!r} through tensorflow_datasets ({type(e).__name__}: {e}). "
         f"To get it: {hint}.") from e
@@ -305,16 +337,17 @@ def _read_tfds_split(tfds_name: str, split: str, *, data_dir: str | None, labell
     record = src[i]
     x[i] = np.asarray(record["image"], np.uint8)
     if labelled:
-      y[i] = record["label"]
+      y[i] = record[label_key]
   return (x[..., None] if x.ndim == 3 else x), y
 
 
 def load_tfds(tfds_name: str, *, data_dir: str | None = None, hint: str | None = None,
-              test_split: str = "test") -> Arrays:
+              test_split: str = "test", label_key: str = "label") -> Arrays:
   """Reads the train and `test_split` splits of a tfds image classification dataset through `tfds.data_source`."""
   hint = hint or ("without internet use a local archive instead: " + _EXPORT_HINT.format(name=tfds_name))
-  x_train, y_train = _read_tfds_split(tfds_name, "train", data_dir=data_dir, labelled=True, hint=hint)
-  x_test, y_test = _read_tfds_split(tfds_name, test_split, data_dir=data_dir, labelled=True, hint=hint)
+  kw = dict(data_dir=data_dir, labelled=True, hint=hint, label_key=label_key)
+  x_train, y_train = _read_tfds_split(tfds_name, "train", **kw)
+  x_test, y_test = _read_tfds_split(tfds_name, test_split, **kw)
   return Arrays(x_train, y_train, x_test, y_test)
 
 

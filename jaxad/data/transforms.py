@@ -1,4 +1,4 @@
-"""Deterministic whole-array preprocessing (done once on the host, before the grain pipeline).
+"""Deterministic preprocessing of uint8 images into network inputs, applied per batch by the host pipeline.
 
 TransferAD / Classification-AD preprocessing ('standardize'): images to [0, 1], then per-channel
 (x - mean) / std with fixed CIFAR constants (125.3, 123.0, 113.9) / 255 and (63.0, 62.1, 66.7) / 255, used for the
@@ -10,6 +10,8 @@ scaling to [0, 1] with one (min, max) pair per *normal class*, applied to train 
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -96,3 +98,58 @@ def resize(x: np.ndarray, size: int) -> np.ndarray:
   import jax  # pylint: disable=g-import-not-at-top  (keeps this module importable without initialising jax)
   out = jax.image.resize(x, (len(x), size, size, x.shape[-1]), method="bilinear")
   return np.asarray(out, np.float32)
+
+
+PREPROCESSING = ("gcn_l1_minmax", "standardize", "unit")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+  """uint8 images -> the network's float32 input, applied per batch (images stay uint8 until then).
+
+  Statistics that need the normal data (the GCN min/max) are computed once when the sources are built and stored
+  here, so `to_dict()` in the workdir is all `--mode=predict` needs to prepare new images the same way.
+
+  Attributes:
+    kind: 'gcn_l1_minmax' (Deep SVDD / MOCCA: [0, 1], per-image GCN-L1, then (x - lo) / (hi - lo)), 'standardize'
+      ([0, 1], then per-channel (x - mean) / std) or 'unit' ([0, 1] only).
+    lo, hi: the min-max constants of 'gcn_l1_minmax'.
+    mean, std: per-channel constants of 'standardize'.
+    size: > 0 resizes to [size, size] (bilinear) after the normalisation, as jaxad always did.
+  """
+  kind: str = "unit"
+  lo: float = 0.0
+  hi: float = 1.0
+  mean: tuple[float, ...] = ()
+  std: tuple[float, ...] = ()
+  size: int = 0
+
+  def __post_init__(self):
+    if self.kind not in PREPROCESSING:
+      raise ValueError(f"Preprocess kind must be one of {PREPROCESSING}, got {self.kind!r}.")
+
+  def __call__(self, images: np.ndarray) -> np.ndarray:
+    """uint8 [B, H, W, C] -> float32 [B, H', W', C]."""
+    x = to_unit(np.asarray(images))
+    if self.kind == "gcn_l1_minmax":
+      x = minmax_scale(gcn_l1(x), self.lo, self.hi)
+    elif self.kind == "standardize":
+      x = standardize(x, self.mean, self.std)
+    return resize(x, self.size) if self.size else x
+
+  def output_shape(self, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The preprocessed shape of one [H, W, C] image."""
+    return (self.size, self.size, shape[-1]) if self.size else tuple(shape)
+
+  def black(self, channels: int) -> np.ndarray:
+    """A black pixel [C] after this preprocessing: what RandomCrop's zero padding becomes once images are normalised."""
+    if self.kind != "standardize":
+      return np.zeros(channels, np.float32)
+    return standardize(np.zeros((1, 1, 1, channels), np.float32), self.mean, self.std)[0, 0, 0]
+
+  def to_dict(self) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+  @classmethod
+  def from_dict(cls, d: dict) -> "Preprocess":
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})

@@ -1,27 +1,58 @@
-"""Method registry: name -> `stages(config, input_shape) -> list[Stage]` (see `jaxad.methods.base`)."""
+"""Method registry: name -> `MethodSpec` (`build(config, data_spec) -> Method` and the sources it needs).
+
+A method is a list of phases plus its scorers (`jaxad.methods.base`); one file per paper builds them. Recipes (the
+papers' hyperparameters, runlocal miniatures) live in `configs/`, not here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import ml_collections
 
 from jaxad.errors import ConfigError
 from jaxad.methods import hypersphere, supervised, transfer
+from jaxad.methods.base import Method
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+  """How to build a method, which named sources beyond 'normal' and 'test' its training reads, and whether it
+  trains on class labels (data.protocol='classification') rather than on an anomaly-detection protocol."""
+  build: Callable[..., Method]
+  sources: Callable[[ml_collections.ConfigDict], set[str]] = lambda config: set()
+  trains_on_classes: bool = False
+
+  def __call__(self, config: ml_collections.ConfigDict, spec) -> Method:
+    return self.build(config, spec)
+
+  def source_names(self, config: ml_collections.ConfigDict) -> set[str]:
+    return set(self.sources(config))
+
+
+_HYPERSPHERE = MethodSpec(hypersphere.method)
+_TRANSFER = MethodSpec(transfer.method, transfer.required_sources)
 
 METHODS = {
     # Deep SVDD and MOCCA are one method with one or several layers; the configs set the papers' recipes.
-    "dsvdd": hypersphere.stages,
-    "mocca": hypersphere.stages,
+    "dsvdd": _HYPERSPHERE,
+    "mocca": _HYPERSPHERE,
     # Deecke et al. 2021 and its baselines: one ResNet26 fine-tuned from source weights; the configs pick the loss,
     # the regulariser and the trainable parameters (see jaxad.methods.transfer).
-    "adib": transfer.stages,
-    "adra": transfer.stages,
-    "hsc": transfer.stages,
-    "sad": transfer.stages,
-    "dsvdd_resnet26": transfer.stages,
-    "ewc": transfer.stages,
-    "doc": transfer.stages,
+    "adib": _TRANSFER,
+    "adra": _TRANSFER,
+    "hsc": _TRANSFER,
+    "sad": _TRANSFER,
+    "dsvdd_resnet26": _TRANSFER,
+    "ewc": _TRANSFER,
+    "doc": _TRANSFER,
     # Source models for the above: K-way classification (ImageNet 32/96, or the CIFAR-100 stand-in).
-    "supervised": supervised.stages,
+    "supervised": MethodSpec(supervised.method, trains_on_classes=True),
 }
 
 
-def get_method(name: str):
+def get_method(name: str) -> MethodSpec:
   if name not in METHODS:
     raise ConfigError(f"Unknown method {name!r}; valid names: {sorted(METHODS)}.")
   return METHODS[name]

@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxad import data, losses, scores
+from jaxad import losses, scores
 from jaxad.errors import ConfigError
-from jaxad.methods.base import Stage
+from jaxad.methods.base import FitPhase, Method, Output, Scorer, TrainPhase, apply_train
 from jaxad.models import get_model
 
 BOUNDARIES = ("hard", "soft")
@@ -39,7 +39,8 @@ def _selected(features, layers):
   return out
 
 
-def stages(config: ml_collections.ConfigDict, input_shape: tuple[int, int, int]) -> list[Stage]:
+def method(config: ml_collections.ConfigDict, spec) -> Method:
+  """[Train('pretrain': autoencoder), Fit('center'), Train('train': encoder)] and the two scorers."""
   obj = config.objective
   if obj.boundary not in BOUNDARIES:
     raise ConfigError(f"objective.boundary must be one of {BOUNDARIES}, got {obj.boundary!r}.")
@@ -47,40 +48,40 @@ def stages(config: ml_collections.ConfigDict, input_shape: tuple[int, int, int])
     raise ConfigError(f"objective.nu must be in (0, 1], got {obj.nu}.")
   ae, encoder = get_model(config.model.name)(rep_dim=config.model.rep_dim, ae_variant=config.model.ae_variant)
   layers = tuple(obj.layers)
-  valid_layers = _feature_names(encoder, input_shape)
+  valid_layers = _feature_names(encoder, spec.shape)
   unknown = [l for l in layers if l not in valid_layers]
   if not layers or unknown:
     raise ConfigError(f"objective.layers {list(layers)} must be a non-empty subset of {valid_layers}.")
   soft = obj.boundary == "soft"
 
-  def pretrain_loss(params, state, batch, epoch):
-    del epoch
-    (x_hat, _), mutated = ae.apply({"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True,
-                                   mutable=["batch_stats"])
-    loss = losses.reconstruction(batch["image"], x_hat).mean()
-    return loss, (mutated["batch_stats"], None, {})
+  def pretrain_loss(params, ctx, batch):
+    (x_hat, _), batch_stats = apply_train(ae, params, ctx, batch["image"])
+    return losses.reconstruction(batch["image"], x_hat).mean(), (batch_stats, None, {})
 
-  def pretrain_score(variables, extra, batch):
+  def reconstruction_score(variables, extra, batch):
     del extra
     x_hat, _ = ae.apply(variables, batch["image"], train=False)
-    return {"reconstruction": losses.reconstruction(batch["image"], x_hat)}
+    return losses.reconstruction(batch["image"], x_hat)
 
-  def transfer_encoder(rng, images, previous):
-    del rng, images
-    # The autoencoder's encoder submodule has exactly the standalone encoder's variables; copy them all.
-    return {"params": previous.params["encoder"], "batch_stats": previous.batch_stats["encoder"]}
-
-  def init_centers(variables, predict, images):
-    feats = predict(lambda v, b: _selected(encoder.apply(v, b["image"], train=False)[1], layers), variables, images)
+  def fit_centers(ctx) -> Output:
+    # The autoencoder's encoder submodule has exactly the standalone encoder's variables: take them all.
+    pretrained = ctx.previous["pretrain"].variables
+    variables = {"params": pretrained["params"]["encoder"], "batch_stats": pretrained["batch_stats"]["encoder"]}
+    feats = ctx.predict(lambda v, b: _selected(encoder.apply(v, b["image"], train=False)[1], layers), variables,
+                        "normal")
     centers = {name: losses.hypersphere_center(jnp.asarray(feats[name]), eps=obj.center_eps) for name in layers}
-    return {"centers": centers, "radii": {name: jnp.zeros((), jnp.float32) for name in layers}}
+    return Output(variables, {"centers": centers})
 
-  def hypersphere_loss(params, state, batch, epoch):
-    del epoch
-    (_, features), mutated = encoder.apply({"params": params, "batch_stats": state.batch_stats}, batch["image"],
-                                           train=True, mutable=["batch_stats"])
+  def init_encoder(rng, sample, previous) -> Output:
+    del rng, sample
+    fitted = previous["center"]
+    radii = {name: jnp.zeros((), jnp.float32) for name in layers}
+    return Output(fitted.variables, {"centers": fitted.extra["centers"], "radii": radii})
+
+  def hypersphere_loss(params, ctx, batch):
+    (_, features), batch_stats = apply_train(encoder, params, ctx, batch["image"])
     feats = _selected(features, layers)
-    centers, radii = state.extra["centers"], state.extra["radii"]
+    centers, radii = ctx.extra["centers"], ctx.extra["radii"]
     per_layer = losses.multi_layer_hypersphere(
         [feats[l] for l in layers], [centers[l] for l in layers], boundary=obj.boundary,
         radii=jnp.stack([radii[l] for l in layers]) if soft else None, nu=obj.nu)  # [L, B]
@@ -88,12 +89,12 @@ def stages(config: ml_collections.ConfigDict, input_shape: tuple[int, int, int])
     metrics = {f"dist/{l}": d.mean() for l, d in sq_dist.items()}
     if soft:
       metrics.update({f"radius/{l}": r for l, r in radii.items()})
-    return per_layer.mean(), (mutated["batch_stats"], sq_dist, metrics)
+    return per_layer.mean(), (batch_stats, sq_dist, metrics)
 
-  def update_radii(extra, sq_dist, epoch):
+  def update_radii(extra, sq_dist, ctx):
     if not soft:
       return extra
-    warm = epoch >= obj.warmup_epochs
+    warm = ctx.epoch >= obj.warmup_epochs
     radii = {l: jnp.where(warm, losses.radius_from_distances(d, nu=obj.nu), extra["radii"][l])
              for l, d in sq_dist.items()}
     return {**extra, "radii": radii}
@@ -102,35 +103,21 @@ def stages(config: ml_collections.ConfigDict, input_shape: tuple[int, int, int])
     _, features = encoder.apply(variables, batch["image"], train=False)
     feats = _selected(features, layers)
     radii = jnp.stack([extra["radii"][l] for l in layers]) if soft else None
-    return {"hypersphere": scores.multi_layer([feats[l] for l in layers], [extra["centers"][l] for l in layers],
-                                              radii, squared=True)}
+    return scores.multi_layer([feats[l] for l in layers], [extra["centers"][l] for l in layers], radii,
+                              squared=True)
 
-  return [
-      Stage("pretrain", ae, config.pretrain, pretrain_loss, score=pretrain_score),
-      Stage("train", encoder, config.train, hypersphere_loss, init_variables=transfer_encoder,
-            init_extra=init_centers, update_extra=update_radii, score=hypersphere_score),
-  ]
+  return Method(
+      phases=[
+          TrainPhase("pretrain", ae, config.pretrain, pretrain_loss, mix={"normal": config.pretrain.batch_size}),
+          FitPhase("center", fit_centers),
+          TrainPhase("train", encoder, config.train, hypersphere_loss, mix={"normal": config.train.batch_size},
+                     init=init_encoder, update_extra=update_radii),
+      ],
+      scorers={"reconstruction": Scorer(reconstruction_score, phase="pretrain"),
+               "hypersphere": Scorer(hypersphere_score, phase="train")})
 
 
 def _feature_names(encoder, input_shape) -> list[str]:
   out = jax.eval_shape(lambda: encoder.init_with_output(jax.random.key(0), jnp.zeros((1, *input_shape)),
                                                         train=False)[0])
   return list(out[1])
-
-
-def base_config() -> ml_collections.ConfigDict:
-  """Every key the hypersphere methods read, with Deep SVDD's CIFAR-10 recipe (section 3.1 of the spec)."""
-  c = ml_collections.ConfigDict()
-  c.method = "dsvdd"
-  c.seed = 1
-  c.data = data.default_config()
-  c.model = dict(name="lenet_cifar10", rep_dim=128, ae_variant="dsvdd")
-  adam = dict(optimizer="adam", momentum=0.0, nesterov=False, weight_decay=0.5e-6, lr_decay=0.1)
-  c.pretrain = dict(epochs=350, batch_size=200, lr=1e-4, milestones=(250,), **adam)
-  c.train = dict(epochs=150, batch_size=200, lr=1e-4, milestones=(50,), **adam)
-  c.objective = dict(boundary="hard", nu=0.1, warmup_epochs=10, layers=("code",), center_eps=0.1)
-  c.eval = dict(batch_size=500)
-  c.log_every_steps = 25
-  c.checkpoint_every_epochs = 1
-  c.multihost = False
-  return c
