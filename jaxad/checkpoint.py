@@ -1,14 +1,23 @@
-"""Orbax checkpoints of a `TrainState` (exact resume) and of phase outputs.
+"""Orbax checkpoints of a `TrainState` (exact resume) and of phase outputs, verified on restore.
 
 A checkpoint holds everything a step depends on (step, params, batch_stats, optimizer state and the method's
 extra state); the data order is a pure function of (seed, step), so a resumed run continues bit-for-bit. Orbax
 writes each step into a temporary folder and renames it when complete, so a run killed mid-save leaves the previous
 checkpoint intact.
+
+Each finished step (and each phase output) gets a manifest, `jaxad_manifest.json`: the size and sha256 of every
+other file in its folder. A restore checks it first; a step whose files do not match (flipped bytes, truncated or
+missing files) or that orbax cannot read is moved aside (never deleted) to `<directory>/corrupt-<step>` and the
+previous step is tried. A step without a manifest (written by an older jaxad) is restored as before.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import sys
+import tempfile
 
 import jax
 import numpy as np
@@ -17,6 +26,91 @@ import orbax.checkpoint as ocp
 from jaxad.errors import UserError
 
 _FIELDS = ("step", "params", "batch_stats", "opt_state", "extra", "loss_sum", "best")
+MANIFEST = "jaxad_manifest.json"
+_MANIFEST_FORMAT = "jaxad-checkpoint-manifest/1"
+
+
+def _log(msg: str) -> None:
+  if jax.process_index() == 0:
+    print(f"[jaxad] {msg}", file=sys.stderr, flush=True)
+
+
+def _sha256(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def _files(folder: str) -> list[str]:
+  """Every regular file under `folder` (relative, '/'-separated, sorted), the manifest itself excluded."""
+  out = []
+  for root, dirs, names in os.walk(folder):
+    dirs.sort()
+    for name in names:
+      rel = os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
+      if rel != MANIFEST and not name.startswith(MANIFEST + "."):  # the manifest and its temp files
+        out.append(rel)
+  return sorted(out)
+
+
+def write_manifest(folder: str) -> None:
+  """Writes `folder/jaxad_manifest.json` (size and sha256 of every file) atomically: temp file + os.replace."""
+  files = {}
+  for rel in _files(folder):
+    path = os.path.join(folder, rel)
+    files[rel] = {"size": os.path.getsize(path), "sha256": _sha256(path)}
+  fd, tmp = tempfile.mkstemp(prefix=MANIFEST + ".", suffix=".tmp", dir=folder)
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump({"format": _MANIFEST_FORMAT, "algorithm": "sha256", "files": files}, f, indent=1, sort_keys=True)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(folder, MANIFEST))
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def verify_manifest(folder: str) -> str | None:
+  """None when `folder`'s files match its manifest (or it has none: an older jaxad); else what is wrong."""
+  path = os.path.join(folder, MANIFEST)
+  if not os.path.isfile(path):
+    return None
+  try:
+    with open(path) as f:
+      manifest = json.load(f)
+    files = manifest["files"]
+    if manifest.get("format") != _MANIFEST_FORMAT or not isinstance(files, dict):
+      return f"{MANIFEST} has an unknown format"
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    return f"{MANIFEST} is unreadable ({type(e).__name__})"
+  for rel, want in sorted(files.items()):
+    p = os.path.join(folder, *rel.split("/"))
+    if not os.path.isfile(p):
+      return f"{rel} is missing"
+    size = os.path.getsize(p)
+    if size != want["size"]:
+      return f"{rel} has {size} bytes, expected {want['size']}"
+    if _sha256(p) != want["sha256"]:
+      return f"{rel} has a wrong sha256"
+  return None
+
+
+def _has_manifest(folder: str) -> bool:
+  return os.path.isfile(os.path.join(folder, MANIFEST))
+
+
+def _move_aside(src: str, dst: str) -> str:
+  """Renames `src` to `dst` (or `dst-2`, `dst-3`, ... when taken); returns the new path. Nothing is deleted."""
+  target, n = dst, 1
+  while os.path.lexists(target):
+    n += 1
+    target = f"{dst}-{n}"
+  os.rename(src, target)
+  return target
 
 
 class Checkpointer:
@@ -24,44 +118,106 @@ class Checkpointer:
 
   def __init__(self, directory: str, *, max_to_keep: int = 2):
     self.directory = os.path.abspath(directory)
-    self._manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+    self._max_to_keep = max_to_keep
+    self._pending: list[int] = []  # saved steps whose manifest waits for orbax to finish them
+    self._manager = self._new_manager()
+
+  def _new_manager(self):
+    return ocp.CheckpointManager(
+        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=self._max_to_keep, create=True))
+
+  def _step_dir(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
+  def _finish_pending(self) -> None:
+    """Waits for orbax's async saves, then writes the manifest of every step it has finished (the primary host)."""
+    if not self._pending:
+      return
+    self._manager.wait_until_finished()
+    pending, self._pending = self._pending, []
+    if jax.process_index() != 0:
+      return
+    for step in pending:
+      folder = self._step_dir(step)
+      if os.path.isdir(folder) and not _has_manifest(folder):  # the step may already be rotated out
+        write_manifest(folder)
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
   def save(self, state) -> None:
-    self._manager.save(int(state.step), args=ocp.args.StandardSave({f: getattr(state, f) for f in _FIELDS}))
+    self._finish_pending()
+    step = int(state.step)
+    self._manager.save(step, args=ocp.args.StandardSave({f: getattr(state, f) for f in _FIELDS}))
+    self._pending.append(step)
+
+  def _set_aside(self, step: int, why: str) -> str:
+    moved = _move_aside(self._step_dir(step), os.path.join(self.directory, f"corrupt-{step}"))
+    _log(f"checkpoint step {step} in {self.directory} is corrupt ({why}); moved it aside to {moved}.")
+    self._manager.reload()  # forget the moved step: latest_step() is then the next newest
+    return moved
 
   def restore(self, state):
-    """Returns `state` with every field replaced by the latest checkpoint's (same tree structure required)."""
-    step = self.latest_step()
+    """Returns `state` with every field replaced by the newest intact checkpoint's (same tree structure required).
+
+    Corrupt steps are moved aside to `<directory>/corrupt-<step>` (one line each on stderr) and the previous one is
+    tried; a UserError names what was moved when no intact step is left.
+    """
+    self._finish_pending()
     target = {f: getattr(state, f) for f in _FIELDS}
-    try:
-      restored = self._manager.restore(step, args=ocp.args.StandardRestore(target))
-    except Exception as e:  # orbax raises many kinds for a corrupt or mismatched checkpoint
-      raise UserError(
-          f"Could not restore checkpoint step {step} from {self.directory} ({type(e).__name__}: {e}). If it is "
-          f"corrupt, move {self.directory}/{step} aside to resume from the previous checkpoint, or train into a new "
-          "--workdir. Nothing was deleted.") from e
-    return state.replace(**restored)
+    moved = []
+    while (step := self.latest_step()) is not None:
+      folder = self._step_dir(step)
+      why = verify_manifest(folder)
+      if why is None:
+        try:
+          restored = self._manager.restore(step, args=ocp.args.StandardRestore(target))
+        except Exception as e:  # orbax raises many kinds for a corrupt or mismatched checkpoint
+          if _has_manifest(folder):  # its bytes are as written: the saved tree does not fit this run's state
+            raise UserError(
+                f"Could not restore checkpoint step {step} from {self.directory} ({type(e).__name__}: {e}). Its files "
+                "match their checksums, so the saved state does not fit this run's config (model, optimizer or "
+                "method changed?); use the config it was trained with, or train into a new --workdir. Nothing was "
+                "deleted.") from e
+          why = f"orbax cannot read it: {type(e).__name__}: {_one_line(e)}"
+        else:
+          return state.replace(**restored)
+      moved.append(self._set_aside(step, why))
+    if not moved:
+      raise UserError(f"No checkpoint to restore in {self.directory}.")
+    earlier = sorted(os.path.join(self.directory, n) for n in os.listdir(self.directory)
+                     if n.startswith("corrupt-") and os.path.join(self.directory, n) not in moved)
+    raise UserError(
+        f"No intact checkpoint is left in {self.directory}: every step failed verification and was moved aside "
+        f"(nothing was deleted): {', '.join(moved)}" + (f" (moved earlier: {', '.join(earlier)})" if earlier else "")
+        + ". Training would have to start over from step 0; to do that, train into a new --workdir.")
 
   def close(self) -> None:
+    self._finish_pending()
     self._manager.wait_until_finished()
     self._manager.close()
 
 
+def _one_line(e: BaseException, limit: int = 200) -> str:
+  s = " ".join(str(e).split())
+  return s if len(s) <= limit else s[:limit - 3] + "..."
+
+
 def save_output(directory: str, output) -> None:
-  """Saves a phase's `Output` (variables and extra) as one orbax checkpoint; an existing one is replaced.
+  """Saves a phase's `Output` (variables and extra) as one orbax checkpoint with a manifest; an existing one is
+  replaced.
 
   Orbax writes into a temporary folder and renames it when complete, so a run killed mid-save leaves no half-written
   output (the phase is then simply redone).
   """
   tree = {"variables": jax.tree.map(np.asarray, dict(output.variables)), "extra": jax.tree.map(np.asarray,
                                                                                                 output.extra)}
+  directory = os.path.abspath(directory)
   with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(os.path.abspath(directory), tree, force=True)
+    ckptr.save(directory, tree, force=True)
     ckptr.wait_until_finished()
+  if jax.process_index() == 0:
+    write_manifest(directory)
 
 
 def output_exists(directory: str) -> bool:
@@ -69,14 +225,27 @@ def output_exists(directory: str) -> bool:
 
 
 def restore_output(directory: str):
-  """The `Output` saved by `save_output` (host arrays), or a UserError naming the folder when it is unreadable."""
+  """The `Output` saved by `save_output` (host arrays).
+
+  A folder that fails its manifest or that orbax cannot read is moved aside to `<directory>-corrupt` (one line on
+  stderr) and a UserError says the phase will be redone when the run is started again.
+  """
   from jaxad.methods.base import Output  # pylint: disable=g-import-not-at-top  (methods import this module)
 
-  try:
-    with ocp.StandardCheckpointer() as ckptr:
-      tree = ckptr.restore(os.path.abspath(directory))
-  except Exception as e:  # orbax raises many kinds for a corrupt or partial checkpoint
-    raise UserError(f"Could not restore the phase output in {directory} ({type(e).__name__}: {e}). Move it aside "
-                    "to redo that phase, or train into a new --workdir. Nothing was deleted.") from e
-  to_host = lambda t: jax.tree.map(np.asarray, t)
-  return Output(to_host(tree["variables"]), to_host(tree.get("extra", {})))
+  directory = os.path.abspath(directory)
+  why = verify_manifest(directory) if os.path.isdir(directory) else None
+  if why is None:
+    try:
+      with ocp.StandardCheckpointer() as ckptr:
+        tree = ckptr.restore(directory)
+    except Exception as e:  # orbax raises many kinds for a corrupt or partial checkpoint
+      if not os.path.isdir(directory):
+        raise UserError(f"Could not restore the phase output in {directory}: it does not exist.") from None
+      why = f"orbax cannot read it: {type(e).__name__}: {_one_line(e)}"
+    else:
+      to_host = lambda t: jax.tree.map(np.asarray, t)
+      return Output(to_host(tree["variables"]), to_host(tree.get("extra", {})))
+  moved = _move_aside(directory, directory + "-corrupt")
+  _log(f"phase output {directory} is corrupt ({why}); moved it aside to {moved}.")
+  raise UserError(f"The phase output in {directory} was corrupt ({why}) and was moved aside to {moved} (nothing was "
+                  "deleted). Start the run again: that phase will be redone (from its latest intact checkpoint).")
