@@ -4,7 +4,7 @@ Every loss takes data arguments first and hyperparameters keyword-only, returns 
 unless the quantity is inherently global (parameter penalties, DOC compactness, radii), and leaves the reduction to
 the caller. Label 1 means anomalous / outlier exposure (OE) everywhere.
 
-This module imports only jax and optax, so `import jaxad.losses` is cheap in other projects.
+This module imports only jax, optax and numpy, so `import jaxad.losses` is cheap in other projects.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 ArrayLike = jax.typing.ArrayLike
@@ -30,6 +31,7 @@ def _check_ndim(name: str, x: jax.Array, ndim: int, spec: str) -> None:
 
 def _check_center(embeddings: jax.Array, center: jax.Array, name: str = "center") -> None:
   _check_ndim("embeddings", embeddings, 2, "[B, D]")
+  _check_nonempty("embeddings", embeddings, "[B, D]")
   if center.shape != embeddings.shape[1:]:
     raise ValueError(
         f"{name} must have shape [D] = {embeddings.shape[1:]} to match embeddings {tuple(embeddings.shape)}, "
@@ -39,6 +41,65 @@ def _check_center(embeddings: jax.Array, center: jax.Array, name: str = "center"
 def _check_labels(name: str, labels: jax.Array, batch: int) -> None:
   if labels.shape != (batch,):
     raise ValueError(f"{name} must have shape [B] = ({batch},), got shape {tuple(labels.shape)}.")
+
+
+def _check_nonempty(name: str, x: jax.Array, spec: str) -> None:
+  """Static check (shapes are known under jit): every axis of ``x`` has at least one entry."""
+  if 0 in x.shape:
+    raise ValueError(f"{name} must be non-empty with shape {spec}, got shape {tuple(x.shape)}.")
+
+
+def _is_tracer(x: Any) -> bool:
+  return isinstance(x, jax.core.Tracer)
+
+
+def check_labels(name: str, labels: ArrayLike, allowed: Any = None, *, low: float | None = None,
+                 high: float | None = None) -> bool:
+  """Raises ``ValueError`` naming ``name`` unless every label is in ``allowed`` (and in [low, high]).
+
+  Run it host-side before a jitted call: the losses check label values only eagerly, because a traced value
+  cannot be inspected (under ``jit`` use ``jax.experimental.checkify`` or validate before the call). On a tracer it
+  does nothing and returns False; otherwise it returns True once the labels are valid.
+
+  Args:
+    name: the argument name used in the error message.
+    labels: the labels (any shape).
+    allowed: optional collection of allowed values, e.g. ``(0, 1)`` or ``(-1, 0, 1)``.
+    low: optional inclusive lower bound (e.g. 0 for soft targets in [0, 1]).
+    high: optional inclusive upper bound.
+
+  Returns:
+    True if the values were checked, False if ``labels`` is traced (nothing checked).
+
+  Example:
+    >>> check_labels('labels', [0, 1, 1], (0, 1))
+    True
+    >>> check_labels('semi_targets', [0, 5], (-1, 0, 1))
+    Traceback (most recent call last):
+    ...
+    ValueError: semi_targets must take values in {-1, 0, 1}, got invalid values [5].
+  """
+  if _is_tracer(labels):
+    return False
+  values = np.asarray(labels)
+  if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
+    raise ValueError(f"{name} must be numbers, got dtype {values.dtype}.")
+  bad = np.zeros(values.shape, bool) if values.dtype == bool else ~np.isfinite(values)
+  if allowed is not None:
+    bad |= ~np.isin(values, np.asarray(list(allowed)))
+  if low is not None:
+    bad |= values < low
+  if high is not None:
+    bad |= values > high
+  if np.any(bad):
+    want = []
+    if allowed is not None:
+      want.append("{" + ", ".join(str(a) for a in allowed) + "}")
+    if low is not None or high is not None:
+      want.append(f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]")
+    want = " and ".join(want) or "finite numbers"
+    raise ValueError(f"{name} must take values in {want}, got invalid values {np.unique(values[bad])[:10].tolist()}.")
+  return True
 
 
 def _concrete(x: Any) -> float | None:
@@ -61,8 +122,9 @@ def _squared_distance(embeddings: jax.Array, center: jax.Array) -> jax.Array:
 
 def _squeeze_logits(logits: jax.Array) -> jax.Array:
   if logits.ndim == 2 and logits.shape[1] == 1:
-    return logits[:, 0]
+    logits = logits[:, 0]
   _check_ndim("logits", logits, 1, "[B] or [B, 1]")
+  _check_nonempty("logits", logits, "[B] or [B, 1]")
   return logits
 
 
@@ -160,6 +222,7 @@ def radius_from_distances(sq_distances: ArrayLike, *, nu: float) -> jax.Array:
   _check_nu(nu)
   sq_distances = jnp.asarray(sq_distances)
   _check_ndim("sq_distances", sq_distances, 1, "[B]")
+  _check_nonempty("sq_distances", sq_distances, "[B]")
   dist = jnp.sqrt(jax.lax.stop_gradient(sq_distances))
   return jnp.quantile(dist, 1.0 - nu)
 
@@ -193,6 +256,7 @@ def hypersphere_center(embeddings: ArrayLike, *, eps: float = 0.1) -> jax.Array:
   """
   embeddings = jnp.asarray(embeddings)
   _check_ndim("embeddings", embeddings, 2, "[B, D]")
+  _check_nonempty("embeddings", embeddings, "[B, D]")
   c = jnp.mean(embeddings, axis=0)
   small = jnp.abs(c) < eps
   c = jnp.where(small & (c < 0), -eps, c)
@@ -244,6 +308,13 @@ def multi_layer_hypersphere(
   if not features or len(features) != len(centers):
     raise ValueError(f"features and centers must be non-empty sequences of the same length L, got "
                      f"{len(features)} features and {len(centers)} centers.")
+  for l, (f, c) in enumerate(zip(features, centers)):
+    f_shape, c_shape = tuple(jnp.shape(f)), tuple(jnp.shape(c))
+    if len(f_shape) != 2 or 0 in f_shape:
+      raise ValueError(f"features[{l}] must be non-empty with shape [B, D_l], got shape {f_shape}.")
+    if c_shape != f_shape[1:]:
+      raise ValueError(f"centers[{l}] must have shape [D_l] = {f_shape[1:]} to match features[{l}], got shape "
+                       f"{c_shape}.")
   batch = {jnp.shape(f)[0] if jnp.ndim(f) else None for f in features}
   if len(batch) != 1:
     raise ValueError(f"every features[l] must have the same batch size B, got shapes "
@@ -277,7 +348,8 @@ def deep_sad(
   Args:
     embeddings: [B, D] network outputs z.
     center: [D] fixed hypersphere center c.
-    semi_targets: [B] in {-1, 0, +1}: 0 unlabelled, +1 labelled normal, -1 labelled anomaly.
+    semi_targets: [B] in {-1, 0, +1}: 0 unlabelled, +1 labelled normal, -1 labelled anomaly. Values are checked
+      eagerly; under jit use `jax.experimental.checkify` or validate before the call (:func:`check_labels`).
     eta: weight of the labelled terms.
     eps: keeps the inverse distance finite.
 
@@ -296,6 +368,7 @@ def deep_sad(
   dist = one_class(embeddings, center)
   semi_targets = jnp.asarray(semi_targets)
   _check_labels("semi_targets", semi_targets, dist.shape[0])
+  check_labels("semi_targets", semi_targets, (-1, 0, 1))
   labelled = eta * jnp.power(dist + eps, semi_targets.astype(dist.dtype))
   return jnp.where(semi_targets == 0, dist, labelled)
 
@@ -309,7 +382,8 @@ def hypersphere_classifier(embeddings: ArrayLike, labels: ArrayLike) -> jax.Arra
 
   Args:
     embeddings: [B, D] network outputs z (the center is the origin).
-    labels: [B] in {0, 1}, 1 = anomaly / outlier exposure.
+    labels: [B] in {0, 1}, 1 = anomaly / outlier exposure. Values are checked eagerly; under jit use
+      `jax.experimental.checkify` or validate before the call (:func:`check_labels`).
 
   Returns:
     [B] per-example losses.
@@ -325,7 +399,9 @@ def hypersphere_classifier(embeddings: ArrayLike, labels: ArrayLike) -> jax.Arra
   """
   embeddings, labels = jnp.asarray(embeddings), jnp.asarray(labels)
   _check_ndim("embeddings", embeddings, 2, "[B, D]")
+  _check_nonempty("embeddings", embeddings, "[B, D]")
   _check_labels("labels", labels, embeddings.shape[0])
+  check_labels("labels", labels, (0, 1))
   d = pseudo_huber_norm(embeddings)
   # -expm1(-d) is 1 - exp(-d) without cancellation for small d.
   return jnp.where(labels == 1, -jnp.log(-jnp.expm1(-d) + 1e-9), d)
@@ -343,6 +419,9 @@ def pseudo_huber_norm(embeddings: ArrayLike) -> jax.Array:
     Ruff et al., "Rethinking Assumptions in Deep Anomaly Detection", arXiv:2006.00339, 2020.
   """
   embeddings = jnp.asarray(embeddings)
+  if embeddings.ndim < 1:
+    raise ValueError(f"embeddings must have shape [..., D], got shape {tuple(embeddings.shape)}.")
+  _check_nonempty("embeddings", embeddings, "[..., D]")
   return jnp.sqrt(jnp.sum(jnp.square(embeddings), axis=-1) + 1.0) - 1.0
 
 
@@ -360,7 +439,8 @@ def outlier_exposure_bce(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
 
   Args:
     logits: [B] or [B, 1] logits (higher = more anomalous).
-    labels: [B] targets in [0, 1]; 1 = OE / anomalous, 0 = normal.
+    labels: [B] targets in [0, 1]; 1 = OE / anomalous, 0 = normal. Values are checked eagerly; under jit use
+      `jax.experimental.checkify` or validate before the call (:func:`check_labels`).
 
   Returns:
     [B] per-example losses.
@@ -377,6 +457,7 @@ def outlier_exposure_bce(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   logits = _squeeze_logits(jnp.asarray(logits))
   labels = jnp.asarray(labels)
   _check_labels("labels", labels, logits.shape[0])
+  check_labels("labels", labels, low=0, high=1)
   return optax.sigmoid_binary_cross_entropy(logits, labels.astype(logits.dtype))
 
 
@@ -388,7 +469,9 @@ def multi_task_cross_entropy(logits: Mapping[str, ArrayLike], labels: Mapping[st
 
   Args:
     logits: mapping task name -> [B, K_t] logits of that task's head.
-    labels: mapping task name -> [B] integer class of the applied transformation; same keys as ``logits``.
+    labels: mapping task name -> [B] integer class in [0, K_t) of the applied transformation; same keys as
+      ``logits``. Values are checked eagerly; under jit use `jax.experimental.checkify` or validate before the
+      call (:func:`check_labels`).
 
   Returns:
     [B] per-example losses (divide by the number of tasks for the ss-ood mean).
@@ -413,6 +496,7 @@ def multi_task_cross_entropy(logits: Mapping[str, ArrayLike], labels: Mapping[st
   for task in sorted(logits):
     task_logits, task_labels = jnp.asarray(logits[task]), jnp.asarray(labels[task])
     _check_ndim(f"logits[{task!r}]", task_logits, 2, "[B, K]")
+    _check_nonempty(f"logits[{task!r}]", task_logits, "[B, K]")
     batch = task_logits.shape[0] if batch is None else batch
     if task_logits.shape[0] != batch:
       raise ValueError(f"logits[{task!r}] must have batch size {batch} like the other tasks, got shape "
@@ -420,6 +504,7 @@ def multi_task_cross_entropy(logits: Mapping[str, ArrayLike], labels: Mapping[st
     _check_labels(f"labels[{task!r}]", task_labels, batch)
     if not jnp.issubdtype(task_labels.dtype, jnp.integer):
       raise ValueError(f"labels[{task!r}] must be integers, got dtype {task_labels.dtype}.")
+    check_labels(f"labels[{task!r}]", task_labels, low=0, high=task_logits.shape[1] - 1)
     loss = optax.softmax_cross_entropy_with_integer_labels(task_logits, task_labels)
     total = loss if total is None else total + loss
   return total
@@ -452,6 +537,7 @@ def reconstruction(x: ArrayLike, x_hat: ArrayLike) -> jax.Array:
   if x.ndim < 1 or x.shape != x_hat.shape:
     raise ValueError(f"x and x_hat must have the same shape [B, ...], got {tuple(x.shape)} and "
                      f"{tuple(x_hat.shape)}.")
+  _check_nonempty("x", x, "[B, ...]")
   return jnp.sum(jnp.square(x - x_hat).reshape(x.shape[0], -1), axis=1)
 
 
@@ -469,6 +555,8 @@ def doc_compactness(features: ArrayLike, *, mask: ArrayLike | None = None) -> ja
     features: [n, k] features of one batch, n >= 2.
     mask: optional [n] bools: only these rows form the batch (n = their count), e.g. the normal rows of a batch
       that also holds reference images. Keeps shapes static under `jit`; at least 2 rows must be selected.
+      Its values (bools or {0, 1}, >= 2 selected) are checked eagerly; under jit use `jax.experimental.checkify`
+      or validate before the call.
 
   Returns:
     [] the compactness loss.
@@ -483,14 +571,21 @@ def doc_compactness(features: ArrayLike, *, mask: ArrayLike | None = None) -> ja
   """
   features = jnp.asarray(features)
   _check_ndim("features", features, 2, "[n, k]")
+  if features.shape[1] == 0:
+    raise ValueError(f"features must have k >= 1 feature, got shape {tuple(features.shape)}.")
   if mask is None:
     n = features.shape[0]
     if n < 2:
       raise ValueError(f"features needs n >= 2 samples (each is compared with the others), got shape "
                        f"{tuple(features.shape)}.")
     return (n / (n - 1)) ** 2 * jnp.mean(jnp.var(features, axis=0))
-  w = jnp.asarray(mask).astype(features.dtype)
-  _check_labels("mask", w, features.shape[0])
+  mask = jnp.asarray(mask)
+  _check_labels("mask", mask, features.shape[0])
+  if check_labels("mask", mask, (0, 1)):
+    selected = int(np.count_nonzero(np.asarray(mask)))
+    if selected < 2:
+      raise ValueError(f"mask must select at least 2 rows (each is compared with the others), got {selected}.")
+  w = mask.astype(features.dtype)
   n = jnp.sum(w)
   mean = jnp.sum(w[:, None] * features, axis=0) / n
   var = jnp.sum(w[:, None] * jnp.square(features - mean), axis=0) / n
@@ -634,6 +729,9 @@ def diagonal_fisher(per_example_grads: Any) -> Any:
     if g.ndim < 1:
       raise ValueError(f"per_example_grads leaf {_key_name(path)!r} must have a leading example axis [N, ...], "
                        f"got shape {tuple(g.shape)}.")
+    if g.shape[0] == 0:
+      raise ValueError(f"per_example_grads leaf {_key_name(path)!r} must hold at least one example, got shape "
+                       f"{tuple(g.shape)}.")
     return jnp.mean(jnp.square(g), axis=0)
   return jax.tree_util.tree_map_with_path(leaf_fisher, per_example_grads)
 
@@ -670,8 +768,10 @@ def empirical_fisher(log_likelihood: Callable[..., jax.Array], params: Any, inpu
   References:
     Kirkpatrick et al., "Overcoming catastrophic forgetting in neural networks", PNAS 2017.
   """
-  import numpy as np  # pylint: disable=g-import-not-at-top  (host-side accumulation only)
-
+  if jnp.ndim(inputs) < 1:
+    raise ValueError(f"inputs must have shape [N, ...], got shape {tuple(jnp.shape(inputs))}.")
+  if jnp.ndim(labels) < 1:
+    raise ValueError(f"labels must have shape [N], got shape {tuple(jnp.shape(labels))}.")
   n = len(inputs)
   if not n:
     raise ValueError("inputs must hold at least one example to estimate a Fisher, got none.")

@@ -17,6 +17,9 @@ def _validate(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndar
   labels, scores = np.asarray(labels), np.asarray(scores)
   if labels.ndim != 1:
     raise ValueError(f"labels must have shape [N], got shape {labels.shape}.")
+  if labels.size == 0:
+    raise ValueError("labels must be non-empty: detection metrics need at least one normal and one anomalous "
+                     "example, got none.")
   if scores.shape != labels.shape:
     raise ValueError(f"scores must have shape [N] = {labels.shape} like labels, got shape {scores.shape}.")
   if not (np.issubdtype(labels.dtype, np.number) or labels.dtype == bool) or not np.all(
@@ -118,6 +121,10 @@ def apcer_at_bpcer(labels: ArrayLike, scores: ArrayLike, *, bpcer: float = 0.05)
     0.0
   """
   labels, scores = _validate(labels, scores)
+  try:
+    bpcer = float(bpcer)
+  except (TypeError, ValueError):
+    raise ValueError(f"bpcer must be a number in [0, 1], got {bpcer!r}.") from None
   if not 0.0 <= bpcer <= 1.0:
     raise ValueError(f"bpcer must be in [0, 1], got {bpcer}.")
   fpr, tpr, _ = _roc(labels, scores)
@@ -168,6 +175,10 @@ def ocsvm_auroc_over_nu(
   if train.ndim != 2 or test.ndim != 2 or train.shape[1] != test.shape[1]:
     raise ValueError(f"train_features and test_features must have shapes [N_train, D] and [N_test, D], got "
                      f"{train.shape} and {test.shape}.")
+  if train.shape[0] == 0 or train.shape[1] == 0:
+    raise ValueError(f"train_features must be non-empty with shape [N_train, D], got shape {train.shape}.")
+  if test.shape[0] == 0:
+    raise ValueError(f"test_features must be non-empty with shape [N_test, D], got shape {test.shape}.")
   if np.shape(test_labels) != (len(test),):
     raise ValueError(f"test_labels must have shape [N_test] = ({len(test)},), got shape {np.shape(test_labels)}.")
   labels, _ = _validate(test_labels, np.zeros(len(test)))

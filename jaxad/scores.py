@@ -56,6 +56,7 @@ def hsc(embeddings: ArrayLike) -> jax.Array:
   """
   embeddings = jnp.asarray(embeddings)
   losses._check_ndim("embeddings", embeddings, 2, "[B, D]")
+  losses._check_nonempty("embeddings", embeddings, "[B, D]")
   return -jnp.expm1(-losses.pseudo_huber_norm(embeddings))
 
 
@@ -171,6 +172,9 @@ def patch_max(patch_scores: ArrayLike, *, axis: int = -1) -> jax.Array:
   patch_scores = jnp.asarray(patch_scores)
   if patch_scores.ndim < 1 or not -patch_scores.ndim <= axis < patch_scores.ndim:
     raise ValueError(f"patch_scores must have a patch axis {axis}, got shape {tuple(patch_scores.shape)}.")
+  if patch_scores.shape[axis] == 0:
+    raise ValueError(f"patch_scores must have at least one patch along axis {axis}, got shape "
+                     f"{tuple(patch_scores.shape)}.")
   return jnp.max(patch_scores, axis=axis)
 
 
@@ -185,7 +189,9 @@ def transform_likelihood(probs: Mapping[str, ArrayLike], true_index: Mapping[str
 
   Args:
     probs: mapping task -> [B, T_t, K_t] softmax outputs, one row per transformed copy of each example.
-    true_index: mapping task -> [T_t] integer true class of each copy; same keys as ``probs``.
+    true_index: mapping task -> [T_t] integer true class in [0, K_t) of each copy; same keys as ``probs``. Values
+      are checked eagerly; under jit use `jax.experimental.checkify` or validate before the call
+      (:func:`jaxad.losses.check_labels`).
 
   Returns:
     [B] scores in [-max_t T_t, 0].
@@ -209,6 +215,7 @@ def transform_likelihood(probs: Mapping[str, ArrayLike], true_index: Mapping[str
   for task in sorted(probs):
     p, idx = jnp.asarray(probs[task]), jnp.asarray(true_index[task])
     losses._check_ndim(f"probs[{task!r}]", p, 3, "[B, T, K]")
+    losses._check_nonempty(f"probs[{task!r}]", p, "[B, T, K]")
     batch = p.shape[0] if batch is None else batch
     if p.shape[0] != batch:
       raise ValueError(f"probs[{task!r}] must have batch size {batch} like the other tasks, got shape "
@@ -216,6 +223,7 @@ def transform_likelihood(probs: Mapping[str, ArrayLike], true_index: Mapping[str
     if idx.shape != (p.shape[1],) or not jnp.issubdtype(idx.dtype, jnp.integer):
       raise ValueError(f"true_index[{task!r}] must be integers of shape [T] = ({p.shape[1]},), got shape "
                        f"{tuple(idx.shape)} and dtype {idx.dtype}.")
+    losses.check_labels(f"true_index[{task!r}]", idx, low=0, high=p.shape[2] - 1)
     per_task.append(jnp.sum(p[:, jnp.arange(p.shape[1]), idx], axis=1))
   return -jnp.mean(jnp.stack(per_task), axis=0)
 
@@ -253,6 +261,7 @@ def dirichlet_normality(probs: ArrayLike, alpha: ArrayLike) -> jax.Array:
   """
   probs, alpha = jnp.asarray(probs), jnp.asarray(alpha)
   losses._check_ndim("probs", probs, 3, "[B, T, K]")
+  losses._check_nonempty("probs", probs, "[B, T, K]")
   if alpha.shape != probs.shape[1:]:
     raise ValueError(f"alpha must have shape [T, K] = {probs.shape[1:]} to match probs {tuple(probs.shape)}, "
                      f"got shape {tuple(alpha.shape)}.")
@@ -302,6 +311,8 @@ def fit_dirichlet(probs: ArrayLike, *, max_iter: int = 1000, tol: float = 1e-9) 
   losses._check_ndim("probs", probs, 2, "[N, K]")
   if probs.shape[0] < 2:
     raise ValueError(f"probs needs N >= 2 samples to fit a Dirichlet, got shape {tuple(probs.shape)}.")
+  if probs.shape[1] < 2:
+    raise ValueError(f"probs needs K >= 2 classes to fit a Dirichlet, got shape {tuple(probs.shape)}.")
   num_classes = probs.shape[1]
   mean_log = jnp.mean(_log_probs(probs), axis=0)
   mean = jnp.mean(probs, axis=0)

@@ -437,3 +437,143 @@ def test_diagonal_fisher_from_per_example_grads():
   _close(fisher["b"], np.mean(resid ** 2), rtol=1e-4)
   with pytest.raises(ValueError, match="leading example axis"):
     losses.diagonal_fisher({"b": jnp.ones(())})
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Input validation: bad labels, empty inputs, mismatched shapes (eager); jitted paths still run.
+
+
+def test_check_labels_helper():
+  assert losses.check_labels("labels", [0, 1, 1], (0, 1)) is True
+  assert losses.check_labels("labels", np.array([True, False]), (0, 1)) is True
+  assert losses.check_labels("labels", [0.0, 0.3, 1.0], low=0, high=1) is True
+  with pytest.raises(ValueError, match=r"semi_targets must take values in \{-1, 0, 1\}, got invalid values \[5\]"):
+    losses.check_labels("semi_targets", [0, 5, -1], (-1, 0, 1))
+  with pytest.raises(ValueError, match=r"labels must take values in \[0, 1\]"):
+    losses.check_labels("labels", [0.5, 1.5], low=0, high=1)
+  with pytest.raises(ValueError, match="labels must take values"):
+    losses.check_labels("labels", [0.0, np.nan], low=0, high=1)
+  with pytest.raises(ValueError, match="labels must be numbers"):
+    losses.check_labels("labels", np.array(["a", "b"]), (0, 1))
+  # Traced values cannot be checked: the helper is a no-op under jit and says so.
+  checked = []
+  jax.jit(lambda y: checked.append(losses.check_labels("labels", y, (0, 1))) or y)(jnp.array([0, 7]))
+  assert checked == [False]
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: losses.one_class(jnp.zeros((0, 3)), jnp.zeros(3)), r"embeddings must be non-empty"),
+    (lambda: losses.one_class(jnp.zeros((2, 0)), jnp.zeros(0)), r"embeddings must be non-empty"),
+    (lambda: losses.soft_boundary(jnp.zeros((0, 2)), jnp.zeros(2), radius=1.0, nu=0.5), "embeddings"),
+    (lambda: losses.radius_from_distances(jnp.zeros(0), nu=0.1), r"sq_distances must be non-empty"),
+    (lambda: losses.hypersphere_center(jnp.zeros((0, 3))), r"embeddings must be non-empty"),
+    (lambda: losses.multi_layer_hypersphere([jnp.zeros((0, 2))], [jnp.zeros(2)], boundary="hard"),
+     r"features\[0\] must be non-empty"),
+    (lambda: losses.multi_layer_hypersphere([jnp.zeros((2, 2)), jnp.zeros((2, 3))], [jnp.zeros(2), jnp.zeros(2)],
+                                            boundary="hard"), r"centers\[1\] must have shape \[D_l\] = \(3,\)"),
+    (lambda: losses.multi_layer_hypersphere([jnp.zeros(2)], [jnp.zeros(2)], boundary="hard"),
+     r"features\[0\] must be non-empty with shape \[B, D_l\]"),
+    (lambda: losses.deep_sad(jnp.zeros((0, 2)), jnp.zeros(2), jnp.zeros(0)), "embeddings"),
+    (lambda: losses.deep_sad(jnp.ones((2, 2)), jnp.zeros(2), jnp.array([0, 5])), "semi_targets"),
+    (lambda: losses.deep_sad(jnp.ones((2, 2)), jnp.zeros(2), jnp.array([0.0, 0.5])), "semi_targets"),
+    (lambda: losses.deep_sad(jnp.ones((2, 2)), jnp.zeros(3), jnp.array([0, 1])), "center"),
+    (lambda: losses.hypersphere_classifier(jnp.ones((2, 2)), jnp.array([0, 2])), r"labels must take values in"),
+    (lambda: losses.hypersphere_classifier(jnp.ones((2, 2)), jnp.array([0, -1])), "labels"),
+    (lambda: losses.hypersphere_classifier(jnp.zeros((0, 2)), jnp.zeros(0)), r"embeddings must be non-empty"),
+    (lambda: losses.pseudo_huber_norm(jnp.zeros(())), r"embeddings must have shape \[\.\.\., D\]"),
+    (lambda: losses.pseudo_huber_norm(jnp.zeros((3, 0))), r"embeddings must be non-empty"),
+    (lambda: losses.outlier_exposure_bce(jnp.zeros(2), jnp.array([0, 2])), r"labels must take values in \[0, 1\]"),
+    (lambda: losses.outlier_exposure_bce(jnp.zeros(2), jnp.array([0.0, -0.1])), "labels"),
+    (lambda: losses.outlier_exposure_bce(jnp.zeros(0), jnp.zeros(0)), r"logits must be non-empty"),
+    (lambda: losses.outlier_exposure_bce(jnp.zeros((0, 1)), jnp.zeros(0)), r"logits must be non-empty"),
+    (lambda: losses.multi_task_cross_entropy({"rot": jnp.zeros((2, 4))}, {"rot": jnp.array([0, 4])}),
+     r"labels\['rot'\] must take values in \[0, 3\]"),
+    (lambda: losses.multi_task_cross_entropy({"rot": jnp.zeros((2, 4))}, {"rot": jnp.array([-1, 0])}),
+     r"labels\['rot'\]"),
+    (lambda: losses.multi_task_cross_entropy({"rot": jnp.zeros((0, 4))}, {"rot": jnp.zeros(0, int)}),
+     r"logits\['rot'\] must be non-empty"),
+    (lambda: losses.multi_task_cross_entropy({}, {}), "logits"),
+    (lambda: losses.reconstruction(jnp.zeros((0, 3)), jnp.zeros((0, 3))), r"x must be non-empty"),
+    (lambda: losses.reconstruction(jnp.zeros(()), jnp.zeros(())), r"x and x_hat must have the same shape"),
+    (lambda: losses.reconstruction(jnp.zeros((2, 3)), jnp.zeros((3, 3))), "x_hat"),
+    (lambda: losses.doc_compactness(jnp.zeros((0, 3))), "features"),
+    (lambda: losses.doc_compactness(jnp.zeros((4, 0))), r"features must have k >= 1"),
+    (lambda: losses.doc_compactness(jnp.ones((4, 2)), mask=jnp.array([0, 2, 1, 1])), r"mask must take values"),
+    (lambda: losses.doc_compactness(jnp.ones((4, 2)), mask=jnp.array([True, False, False, False])),
+     r"mask must select at least 2 rows"),
+    (lambda: losses.l2_sp({"w": jnp.ones(2)}, {"w": jnp.ones(3)}), "mismatched shapes"),
+    (lambda: losses.ewc({"w": jnp.ones(2)}, {"w": jnp.ones(2)}, {"w": jnp.ones(3)}), "mismatched shapes"),
+    (lambda: losses.diagonal_fisher({"w": jnp.zeros((0, 3))}), r"per_example_grads leaf 'w' must hold at least"),
+    (lambda: losses.empirical_fisher(lambda p, x, y: p * x, jnp.ones(()), jnp.ones(()), jnp.ones(())),
+     r"inputs must have shape \[N, \.\.\.\]"),
+    (lambda: losses.empirical_fisher(lambda p, x, y: p * x, jnp.ones(()), jnp.ones(2), jnp.ones(())),
+     r"labels must have shape \[N\]"),
+    (lambda: losses.empirical_fisher(lambda p, x, y: p * x, jnp.ones(()), jnp.ones(2), jnp.ones(3)), "labels"),
+    (lambda: losses.empirical_fisher(lambda p, x, y: p * x, jnp.ones(()), jnp.ones(0), jnp.ones(0)), "inputs"),
+])
+def test_invalid_inputs_raise_value_error_naming_the_argument(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
+
+
+def test_issue_examples_no_longer_fail_silently():
+  with pytest.raises(ValueError, match="embeddings"):  # was NaN
+    losses.hypersphere_center(np.zeros((0, 4), np.float32))
+  with pytest.raises(ValueError, match="labels"):  # was accepted
+    losses.outlier_exposure_bce(jnp.zeros(3), np.array([0, 1, 2]))
+  with pytest.raises(ValueError, match="semi_targets"):  # was accepted
+    losses.deep_sad(jnp.ones((3, 2)), jnp.zeros(2), np.array([0, 1, 5]))
+  with pytest.raises(ValueError, match="sq_distances"):  # was a low-level quantile error
+    losses.radius_from_distances(np.zeros(0), nu=0.5)
+  with pytest.raises(ValueError, match="x"):  # was a low-level reshape error
+    losses.reconstruction(np.zeros((0, 2, 2)), np.zeros((0, 2, 2)))
+
+
+def test_jitted_losses_run_with_valid_traced_inputs():
+  """Value checks are skipped for tracers: every jitted loss still traces, compiles and matches eager."""
+  rng = _rng(5)
+  z, c = jnp.asarray(rng.normal(size=(6, 3)), jnp.float32), jnp.asarray(rng.normal(size=3), jnp.float32)
+  y01 = jnp.array([0, 1, 1, 0, 1, 0])
+  semi = jnp.array([0, 1, -1, 0, -1, 1])
+  soft = jnp.array([0.0, 0.2, 1.0, 0.7, 1.0, 0.0])
+  mask = jnp.array([True, False, True, True, False, True])
+  logits = {"rot": jnp.asarray(rng.normal(size=(6, 4)), jnp.float32)}
+  task_labels = {"rot": jnp.array([0, 1, 2, 3, 3, 0])}
+  cases = [
+      (losses.one_class, (z, c)),
+      (functools.partial(losses.soft_boundary, nu=0.3), (z, c), {"radius": jnp.asarray(1.0)}),
+      (functools.partial(losses.radius_from_distances, nu=0.3), (jnp.sum(z ** 2, axis=1),)),
+      (losses.hypersphere_center, (z,)),
+      (functools.partial(losses.multi_layer_hypersphere, boundary="soft"), ([z, z[:, :2]], [c, c[:2]]),
+       {"radii": jnp.ones(2)}),
+      (losses.deep_sad, (z, c, semi)),
+      (losses.hypersphere_classifier, (z, y01)),
+      (losses.pseudo_huber_norm, (z,)),
+      (losses.outlier_exposure_bce, (z[:, 0], y01)),
+      (losses.outlier_exposure_bce, (z[:, :1], soft)),
+      (losses.multi_task_cross_entropy, (logits, task_labels)),
+      (losses.reconstruction, (z, z * 0.5)),
+      (losses.doc_compactness, (z,), {"mask": mask}),
+      (losses.l2_sp, ({"w": z}, {"w": z * 0.0})),
+      (losses.ewc, ({"w": z}, {"w": z * 0.0}, {"w": jnp.abs(z)})),
+      (losses.diagonal_fisher, ({"w": z},)),
+  ]
+  for case in cases:
+    fn, args, kwargs = case if len(case) == 3 else (*case, {})
+    jitted = jax.tree.leaves(jax.jit(fn)(*args, **kwargs))
+    eager = jax.tree.leaves(fn(*args, **kwargs))
+    for a, b in zip(jitted, eager):
+      assert np.all(np.isfinite(np.asarray(a))), fn
+      _close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_value_checks_are_skipped_under_jit():
+  """Documented behaviour: traced labels are not inspected (validate with `check_labels` before the call)."""
+  z, c = jnp.ones((2, 2)), jnp.zeros(2)
+  jax.jit(losses.deep_sad)(z, c, jnp.array([0, 5]))  # no error, no host sync
+  jax.jit(losses.outlier_exposure_bce)(jnp.zeros(2), jnp.array([0, 2]))
+  # Shape and emptiness checks are static and still run under jit.
+  with pytest.raises(ValueError, match="semi_targets"):
+    jax.jit(losses.deep_sad)(z, c, jnp.array([0, 1, 1]))
+  with pytest.raises(ValueError, match="embeddings"):
+    jax.jit(losses.hypersphere_center)(jnp.zeros((0, 2)))

@@ -184,3 +184,56 @@ def test_summarize_and_summarize_runs():
     metrics.summarize_runs([])
   with pytest.raises(ValueError, match=r"runs\[...\]\['x'\] must be numbers"):
     metrics.summarize_runs([{"x": "high"}])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Input validation: empty inputs, bad labels, mismatched shapes.
+
+
+@pytest.mark.parametrize("metric", ALL_METRICS)
+def test_empty_and_bad_inputs_name_the_argument(metric):
+  with pytest.raises(ValueError, match="labels must be non-empty"):
+    metric([], [])
+  with pytest.raises(ValueError, match="labels must be non-empty"):
+    metric(np.zeros(0), np.zeros(0))
+  with pytest.raises(ValueError, match="labels must be binary"):
+    metric([0, -1, 1], [0.1, 0.2, 0.3])
+  with pytest.raises(ValueError, match="scores must have shape"):
+    metric([0, 1], [[0.1, 0.2]])
+  with pytest.raises(ValueError, match="scores must be numbers"):
+    metric([0, 1], ["a", "b"])
+
+
+def test_apcer_at_bpcer_rejects_bad_bpcer():
+  with pytest.raises(ValueError, match="bpcer must be in"):
+    metrics.apcer_at_bpcer([0, 1], [0.1, 0.2], bpcer=1.5)
+  with pytest.raises(ValueError, match="bpcer must be a number"):
+    metrics.apcer_at_bpcer([0, 1], [0.1, 0.2], bpcer="low")
+  with pytest.raises(ValueError, match="bpcer must be in"):
+    metrics.apcer_at_bpcer([0, 1], [0.1, 0.2], bpcer=float("nan"))
+
+
+def test_ocsvm_auroc_over_nu_empty_inputs():
+  with pytest.raises(ValueError, match="train_features must be non-empty"):
+    metrics.ocsvm_auroc_over_nu(np.zeros((0, 3)), np.ones((2, 3)), [0, 1])
+  with pytest.raises(ValueError, match="train_features must be non-empty"):
+    metrics.ocsvm_auroc_over_nu(np.zeros((2, 0)), np.ones((2, 0)), [0, 1])
+  with pytest.raises(ValueError, match="test_features must be non-empty"):
+    metrics.ocsvm_auroc_over_nu(np.ones((2, 3)), np.zeros((0, 3)), [])
+  with pytest.raises(ValueError, match="test_labels must have shape"):
+    metrics.ocsvm_auroc_over_nu(np.ones((2, 3)), np.ones((2, 3)), [[0, 1]])
+  with pytest.raises(ValueError, match="labels must be binary"):
+    metrics.ocsvm_auroc_over_nu(np.ones((2, 3)), np.ones((2, 3)), [0, 3])
+  with pytest.raises(ValueError, match="nus must be a non-empty"):
+    metrics.ocsvm_auroc_over_nu(np.ones((2, 3)), np.ones((2, 3)), [0, 1], nus=[])
+
+
+def test_summarize_validates_labels_and_scores():
+  with pytest.raises(ValueError, match="labels must be binary"):
+    metrics.summarize({"a": [0.1, 0.2]}, [0, 2])
+  with pytest.raises(ValueError, match="labels must be non-empty"):
+    metrics.summarize({"a": []}, [])
+  with pytest.raises(ValueError, match="scores must have shape"):
+    metrics.summarize({"a": [0.1]}, [0, 1])
+  with pytest.raises(ValueError, match="bpcer must be in"):
+    metrics.summarize({"a": [0.1, 0.2]}, [0, 1], bpcer=-0.1)
