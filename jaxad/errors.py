@@ -19,3 +19,14 @@ class DataError(UserError, FileNotFoundError):
 
 class TrainingError(UserError, RuntimeError):
   """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+class Preempted(Exception):
+  """Training stopped at a step boundary on SIGTERM / SIGINT / a preemption notice, after saving a checkpoint.
+
+  `jaxad.main` exits with the conventional code 128 + the signal number (143 for SIGTERM, 130 for SIGINT).
+  """
+
+  def __init__(self, signum: int):
+    super().__init__(f"stopped by signal {signum}")
+    self.signum = signum

@@ -13,7 +13,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxad import xla_flags
-from jaxad.errors import UserError
+from jaxad.errors import Preempted, UserError
 
 xla_flags.apply_cpu_defaults()  # before anything imports jax
 
@@ -83,6 +83,11 @@ def main(argv):
     train.train_and_evaluate(config, _WORKDIR.value, mode=_MODE.value)
   except UserError as e:
     _fail(str(e))
+  except Preempted as e:  # the checkpoint is saved and the trainer said where: exit as the signal would
+    sys.exit(128 + e.signum)
+  except KeyboardInterrupt:  # Ctrl-C outside a training loop (loading data, scoring): nothing half-saved
+    print("jaxad: interrupted; the same command resumes from the last checkpoint.", file=sys.stderr)
+    sys.exit(130)
 
 
 def run():

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Any, Callable, Mapping
 
@@ -28,7 +30,7 @@ from jaxad import evaluate, optim, parallel
 from jaxad.checkpoint import Checkpointer, output_exists, restore_output, save_output
 from jaxad.data import Source, make_sources, pipeline
 from jaxad.data.examples import device_fields
-from jaxad.errors import ConfigError, TrainingError
+from jaxad.errors import ConfigError, Preempted, TrainingError
 from jaxad.methods import get_method
 from jaxad.methods.base import Context, DataSpec, FitContext, FitPhase, Method, Output, TrainPhase, default_init
 
@@ -150,6 +152,7 @@ class Runner:
       state = ckpt.restore(state)
       _log(f"{phase.name}: resumed from step {int(state.step)} of {total}.")
     start = int(state.step)
+    _forget_metrics_after(os.path.join(self.workdir, "metrics.jsonl"), phase.name, start)
     if start < total:
       state = self._train_loop(phase, batches, state, ckpt, jax.random.fold_in(rng, _STEP_KEY_TAG), start)
     ckpt.close()
@@ -168,33 +171,41 @@ class Runner:
     log_path = os.path.join(self.workdir, "metrics.jsonl")
     t0, n0 = time.perf_counter(), start
     shard = lambda step: parallel.shard_batch(device_fields(batches[step]), mesh)
-    for step, batch in zip(range(start, total), pipeline.prefetch(shard, range(start, total))):
-      state, metrics = step_fn(state, batch)
-      done = step + 1
-      is_epoch_end = done % spe == 0
-      record = None
-      if done % config.log_every_steps == 0 or is_epoch_end or done == total:
-        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        if not all(math.isfinite(v) for v in metrics.values()):
+    with StopRequests() as stop:
+      for step, batch in zip(range(start, total), pipeline.prefetch(shard, range(start, total))):
+        state, metrics = step_fn(state, batch)
+        done = step + 1
+        is_epoch_end = done % spe == 0
+        record = None
+        if done % config.log_every_steps == 0 or is_epoch_end or done == total:
+          metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          if not all(math.isfinite(v) for v in metrics.values()):
+            ckpt.close()
+            raise TrainingError(
+                f"{phase.name}: non-finite metrics at step {done} (epoch {done / spe:.2f}): {metrics}. The last good "
+                f"checkpoint (step {ckpt.latest_step()}) in {ckpt.directory} is kept; lower {phase.name}.lr or check "
+                "the data.")
+          elapsed = time.perf_counter() - t0
+          img_s = (done - n0) * phase.batch_size / max(elapsed, 1e-9)
+          t0, n0 = time.perf_counter(), done
+          record = {"stage": phase.name, "step": done, "epoch": done / spe, "img_per_s": img_s, **metrics}
+          bar.set_postfix(loss=f"{metrics['loss']:.4g}", img_s=f"{img_s:.0f}", refresh=False)
+        if is_epoch_end and phase.keep != "last":
+          state, criterion = self._keep_best(phase, state, spe)
+          record = {**(record or {"stage": phase.name, "step": done, "epoch": done / spe}), **criterion}
+        if record is not None and jax.process_index() == 0:
+          with open(log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        stopping = stop.requested(done)
+        if (is_epoch_end and (done // spe) % config.checkpoint_every_epochs == 0) or done == total or stopping:
+          ckpt.save(state)
+        bar.update(1)
+        if stopping:  # SIGTERM / SIGINT / a preemption notice: saved at this step boundary, then leave
           ckpt.close()
-          raise TrainingError(
-              f"{phase.name}: non-finite metrics at step {done} (epoch {done / spe:.2f}): {metrics}. The last good "
-              f"checkpoint (step {ckpt.latest_step()}) in {ckpt.directory} is kept; lower {phase.name}.lr or check "
-              "the data.")
-        elapsed = time.perf_counter() - t0
-        img_s = (done - n0) * phase.batch_size / max(elapsed, 1e-9)
-        t0, n0 = time.perf_counter(), done
-        record = {"stage": phase.name, "step": done, "epoch": done / spe, "img_per_s": img_s, **metrics}
-        bar.set_postfix(loss=f"{metrics['loss']:.4g}", img_s=f"{img_s:.0f}", refresh=False)
-      if is_epoch_end and phase.keep != "last":
-        state, criterion = self._keep_best(phase, state, spe)
-        record = {**(record or {"stage": phase.name, "step": done, "epoch": done / spe}), **criterion}
-      if record is not None and jax.process_index() == 0:
-        with open(log_path, "a") as f:
-          f.write(json.dumps(record) + "\n")
-      if (is_epoch_end and (done // spe) % config.checkpoint_every_epochs == 0) or done == total:
-        ckpt.save(state)
-      bar.update(1)
+          bar.close()
+          _log(f"{phase.name}: stopped by {stop.name} at step {done} of {total}; saved {ckpt.directory}/{done}. "
+               "The same command resumes from there.")
+          raise Preempted(stop.signum)
     bar.close()
     return state
 
@@ -213,6 +224,72 @@ class Runner:
       save_output(os.path.join(self.phase_dir(phase.name), "best"), state.output())
       state = state.replace(best=parallel.replicate(jnp.asarray(value, jnp.float32), self.mesh))
     return state, logged
+
+
+class StopRequests:
+  """Turns SIGTERM and SIGINT into a request to stop at the next step boundary, for the duration of a `with`.
+
+  The training loop asks `requested(step)` after each step; on multi-host jobs that also covers the platform's
+  preemption notice (`multihost_utils.reached_preemption_sync_point`, which JAX's coordination service sets on
+  every host at the same step). Signal handlers can only be set from the main thread; elsewhere (a notebook's
+  worker thread) signals keep their default behaviour.
+  """
+
+  def __init__(self):
+    self.signum, self._previous = None, {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    return False
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signum is not None and signum == signal.SIGINT:  # a second Ctrl-C: stop now, the last checkpoint stays
+      raise KeyboardInterrupt
+    self.signum = signum
+
+  @property
+  def name(self) -> str:
+    return signal.Signals(self.signum).name if self.signum else "a preemption notice"
+
+  def requested(self, step: int) -> bool:
+    if self.signum is not None:
+      return True
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      if multihost_utils.reached_preemption_sync_point(step):
+        self.signum = signal.SIGTERM
+        return True
+    return False
+
+
+def _forget_metrics_after(path: str, phase: str, step: int) -> None:
+  """Drops `phase`'s metrics records after `step` (logged by a run killed before its next checkpoint), so that a
+  resumed run leaves each step in metrics.jsonl once."""
+  if jax.process_index() != 0 or not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  keep = []
+  for line in lines:
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:  # a line cut short by the kill
+      continue
+    if not (record.get("stage") == phase and record.get("step", 0) > step):
+      keep.append(line)
+  if len(keep) != len(lines):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+      f.writelines(keep)
+    os.replace(tmp, path)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, mode: str = "train") -> dict[str, Any]:
