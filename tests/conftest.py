@@ -13,6 +13,13 @@ import pytest
 
 from helpers import SHARED_DATASETS  # pylint: disable=g-bad-import-order
 
+# Many tests start the command line in a fresh process (train, then --mode=eval; kill, then resume) that compiles
+# the same programs again: JAX's persistent compilation cache lets the later ones load them. Set before jax is
+# imported, in this process and (through the environment) in every process the tests start.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"jaxad-tests-jax-cache-{os.getuid()}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> str:
