@@ -31,7 +31,7 @@ import numpy as np
 
 from jaxad import metrics, parallel, plots, reductions
 from jaxad.data import Source, fixed_subset, pipeline
-from jaxad.data.examples import ArrayExamples, device_fields
+from jaxad.data.examples import device_fields
 from jaxad.errors import ConfigError
 
 _LOG = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ def threshold_file(config, scorers, outputs, sources, predict) -> dict[str, dict
     name, source = "normal", sources["normal"]
   keep = fixed_subset(len(source), int(t["limit"]))
   if keep is not None:
-    source = Source(ArrayExamples(**source.examples.take(keep)), source.preprocess, source.num_classes)
+    source = source.subset(keep)
   out = {}
   for scorer_name, scorer in scorers.items():
     s, _, _ = reduced(scorer, _scores(predict, scorer, outputs[scorer.phase], source), source)
@@ -214,7 +214,7 @@ def _normal_part(source: Source) -> Source:
   if np.all(labels == 0):
     return source
   keep = np.flatnonzero(labels == 0)
-  return Source(ArrayExamples(**source.examples.take(keep)), source.preprocess, source.num_classes)
+  return source.subset(keep)
 
 
 def normalize(scores: np.ndarray, threshold: Mapping[str, float]) -> np.ndarray:

@@ -214,8 +214,7 @@ def _hold_out(normal: Source, fraction: float) -> tuple[Source, Source]:
     raise ConfigError(f"data.val_fraction={fraction} of {n} normal images leaves no 'val' or no training images.")
   perm = np.random.default_rng(0).permutation(n)
   val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-  pick = lambda idx: Source(ArrayExamples(**normal.examples.take(idx)), normal.preprocess, normal.num_classes)
-  return pick(train_idx), pick(val_idx)
+  return normal.subset(train_idx), normal.subset(val_idx)
 
 
 def make_anomaly_source(data: ml_collections.ConfigDict, splits, task: protocols.Task,

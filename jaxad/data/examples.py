@@ -83,6 +83,10 @@ class Source:
       return np.asarray(arrays[name])
     return np.asarray([self.examples[i][name] for i in range(len(self))])
 
+  def subset(self, indices: np.ndarray) -> "Source":
+    """The examples at `indices` as an in-memory source with the same preprocessing."""
+    return Source(ArrayExamples(**self.examples.take(np.asarray(indices))), self.preprocess, self.num_classes)
+
   def batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
     """The examples at `indices` stacked, with preprocessed float32 images."""
     out = self.examples.take(np.asarray(indices))

@@ -51,6 +51,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -239,9 +240,22 @@ def _hint(path: str) -> str:
   return f"re-make them with: {CONVERT_HINT.format(path=os.path.abspath(path))}"
 
 
+def _read_source(path: str) -> dict:
+  """The source checkpoint at `path`, read once while it is unchanged: building the method, the 'source' and the
+  'fisher' phases all need it. Callers must not modify it."""
+  check_source(path)
+  return _read_source_version(os.path.abspath(path), os.stat(path).st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_source_version(path: str, mtime_ns: int) -> dict:
+  del mtime_ns  # part of the cache key: a rewritten checkpoint is read again
+  return weights.load(path, hint=_hint(path), what="Source weights")
+
+
 def source_head_size(path: str) -> int:
   """Number of classes of the source checkpoint's classifier head; a DataError if it was converted without one."""
-  kernel = weights.flatten(weights.load(path, hint=_hint(path), what="Source weights")).get("params/head/kernel")
+  kernel = weights.flatten(_read_source(path)).get("params/head/kernel")
   if kernel is None or kernel.shape[-1] < 2:  # the converter's default writes a fresh 1-output AD head
     raise DataError(f"Source weights {path} have no classifier head, which EWC and DOC need (the source task). "
                     "Convert with: python third_party_weights/convert_resnet26_torch.py --input resnet26.pth "
@@ -257,7 +271,7 @@ def load_source(path: str, variables, *, keep_head: bool = False):
   unexpected or mis-shaped leaves raise a DataError that lists them (`jaxad.models.weights.merge_params`).
   """
   dont_load = [_FRESH_ADAPTERS] + ([] if keep_head else [_FRESH_HEAD])
-  return weights.merge_params(weights.load(path, hint=_hint(path), what="Source weights"), variables, dont_load=dont_load,
+  return weights.merge_params(_read_source(path), variables, dont_load=dont_load,
                               what=f"Source weights {path}", hint=_hint(path))
 
 
