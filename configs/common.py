@@ -52,7 +52,8 @@ def hypersphere() -> ml_collections.ConfigDict:
   c.model = dict(name="lenet_cifar10", rep_dim=128, ae_variant="dsvdd")
   c.pretrain = optim(epochs=350, batch_size=200, optimizer="adam", lr=1e-4, weight_decay=0.5e-6, **step_decay(250))
   c.train = optim(epochs=150, batch_size=200, optimizer="adam", lr=1e-4, weight_decay=0.5e-6, **step_decay(50))
-  c.objective = dict(boundary="hard", nu=0.1, warmup_epochs=10, layers=("code",), center_eps=0.1)
+  c.objective = dict(boundary="hard", nu=0.1, warmup_epochs=10, layers=("code",), center_eps=0.1,
+                     eta=1.0, anomaly_per_batch=0)  # the last two: Deep SAD only
   _run_keys(c, log_every_steps=25)
   return c
 
@@ -222,3 +223,98 @@ def supervised_runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   c.eval.batch_size = 32
   c.log_every_steps = 1
   return c
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Jezequel et al. (multi-task self-supervision) and its self-supervised baselines MHRot and GeoTrans
+# (jaxad.methods.ssl_multitask, mhrot, geotrans).
+
+
+def self_supervised(method: str = "ssl_multitask") -> ml_collections.ConfigDict:
+  """Every key the three methods read, with Jezequel et al.'s recipe (section 3) and ss-ood's where it is silent.
+
+  Paper: WRN-16-4 trunk, one dense head per task with dropout 0.3, geometric (3 x-shifts, 3 y-shifts, 4 rotations)
+  + jigsaw (3x3 grid, k = 3) tasks, SGD with Nesterov momentum, batch 32. Not in the paper (ss-ood's MHRot code,
+  reference_implementations.md section 5.1): lr 0.1, momentum 0.9, weight decay 5e-4, cosine decay per step,
+  inputs in [-1, 1], 8-px shifts at 32x32 (a quarter of the side in general) with a reflect-101 border, random
+  horizontal flips; jaxad's own choices: 15 epochs, jigsaw margin 2 px (patches of 8 px in 10-px cells at 32x32)
+  and the k - 1 non-identity permutations picked for maximal Hamming distance with seed 0.
+  """
+  c = ml_collections.ConfigDict()
+  c.method = method
+  c.data = default_data_config(preprocess="signed")
+  c.model = dict(name="wide_resnet", depth=16, width=4, dropout=0.0, head_dropout=0.3, conv_init="fan_out")
+  c.objective = dict(tasks="geometric+jigsaw", translation=dict(shift=0, border="reflect101"),
+                     jigsaw=dict(k=3, grid=3, margin=2, seed=0),
+                     dirichlet_limit=0)  # geotrans: normal images the Dirichlet is fitted on (0 = all)
+  c.augment = dict(flip=True)
+  c.train = optim(epochs=15, batch_size=32, optimizer="sgd", lr=0.1, weight_decay=5e-4,
+                  optimizer_kwargs=dict(momentum=0.9, nesterov=True), schedule="cosine")
+  _run_keys(c, log_every_steps=50)
+  c.eval.batch_size = 250  # x13 (x36 MHRot, x72 GeoTrans) transformed copies, scored one transform at a time
+  return c
+
+
+def mhrot_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """MHRot as in ss-ood's one-class code: rotation + x/y translation heads on the same WRN-16-4 (Jezequel et al.
+  compare on one trunk; ss-ood's CIFAR one-class network is not public), batch 64 originals (x4 rotations = 256
+  images per step, ss-ood's), SGD 0.1 Nesterov, weight decay 5e-4, cosine; no dropout (ss-ood's heads have none)."""
+  c.method = "mhrot"
+  c.model.head_dropout = 0.0
+  c.train.batch_size = 64
+  return c
+
+
+def geotrans_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """GeoTrans as its authors' code (reference_implementations.md section 5.2): WRN-10-4 with Keras' He-normal
+  (fan-in) convolutions, no dropout, Adam 1e-3 (Keras defaults: eps 1e-7), L2 0.5 * 5e-4 on every weight (= a
+  coupled weight decay of 5e-4), batch 128, 3 epochs over the 72x expanded set (= 216 passes over the originals
+  with one random transform per image each), no flips (a flip is one of the 72 labels)."""
+  c.method = "geotrans"
+  c.model.update(depth=10, width=4, head_dropout=0.0, conv_init="fan_in")
+  c.augment.flip = False
+  c.train = ml_collections.ConfigDict(optim(epochs=3 * 72, batch_size=128, optimizer="adam", lr=1e-3,
+                                            weight_decay=5e-4, optimizer_kwargs=dict(eps=1e-7)))
+  return c
+
+
+def self_supervised_runlocal(c: ml_collections.ConfigDict, *, train_limit: int = 256,
+                             test_limit: int = 200) -> ml_collections.ConfigDict:
+  """The same run in miniature for the tests: a WRN-10-1 trunk, `train_limit` normal images for 2 epochs (GeoTrans:
+  8 passes), `test_limit` test images; the Dirichlet is fitted on 64 normal images."""
+  c.data.train_limit, c.data.test_limit = train_limit, test_limit
+  c.model.update(depth=10, width=1)
+  c.train.epochs = 8 if c.method == "geotrans" else 2
+  c.train.batch_size = min(c.train.batch_size, 32)
+  c.objective.dirichlet_limit = 64
+  c.eval.batch_size = 100
+  c.threshold.limit = 64
+  c.log_every_steps = 4
+  return c
+
+
+SSL_ARGS = dict(normal_class=0, seed=1, tasks="geometric+jigsaw", runlocal=False)
+
+
+def ssl_one_vs_all(args: ml_collections.ConfigDict, dataset: str, **data) -> ml_collections.ConfigDict:
+  """`self_supervised()` on one-vs-all `dataset` with a config file's arguments (normal_class, seed, tasks)."""
+  c = self_supervised()
+  c.seed = args.seed
+  c.objective.tasks = args.tasks
+  c.data.update(name=dataset, normal_class=args.normal_class, **data)
+  return self_supervised_runlocal(c) if args.runlocal else c
+
+
+# `dataset=` of configs/geotrans_cifar10.py and mhrot_cifar10.py: the one-vs-all sets of Jezequel et al.'s Table 2.
+BASELINE_ARGS = dict(normal_class=0, seed=1, dataset="cifar10", runlocal=False)
+
+
+def ssl_baseline(args: ml_collections.ConfigDict, recipe) -> ml_collections.ConfigDict:
+  """`self_supervised()` with `recipe` (`mhrot_recipe` or `geotrans_recipe`) on one-vs-all `args.dataset`
+  (CIFAR-100 with its 20 super-classes)."""
+  c = self_supervised()
+  c.seed = args.seed
+  c.data.update(name=args.dataset, normal_class=args.normal_class,
+                label_mode="coarse" if args.dataset == "cifar100" else "fine")
+  recipe(c)
+  return self_supervised_runlocal(c) if args.runlocal else c

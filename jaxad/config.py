@@ -6,7 +6,7 @@ import os
 
 import ml_collections
 
-from jaxad.errors import ConfigError
+from jaxad.errors import ConfigError, UserError
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -49,8 +49,63 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   if module_spec is None or not os.path.exists(path):
     raise ConfigError(f"No config file at {path!r}.")
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  try:
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None)
+  except UserError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  (a mistake in the config file, located below)
+    message = describe_load_error(e, path)
+    if message is None:
+      raise
+    raise ConfigError(message) from e
+
+
+def describe_load_error(error: BaseException, config_file: str) -> str | None:
+  """One line naming the file and line where loading the config file `config_file` (or its get_config) failed.
+
+  Covers a syntax error (in the file or a sibling it imports), an exception raised while the file is imported or
+  while its `get_config` runs (the innermost line of the traceback in the config file's folder), and a file without
+  `get_config`. Returns None for an error that did not come from the config file, and for a `UserError`, whose
+  message already says what to fix.
+  """
+  config_file = os.path.abspath(config_file)
+  folder = os.path.dirname(config_file)
+  chain, seen = [], set()
+  err = error
+  while err is not None and id(err) not in seen:  # absl and ml_collections wrap the config file's own error
+    seen.add(id(err))
+    chain.append(err)
+    err = err.__cause__ or err.__context__
+  if any(isinstance(e, UserError) for e in chain):
+    return None
+  for e in chain:
+    if isinstance(e, SyntaxError) and e.filename and os.path.dirname(os.path.abspath(e.filename)) == folder:
+      where = f"{e.filename}:{e.lineno}"
+      also = "" if os.path.abspath(e.filename) == config_file else f" (imported by config file {config_file})"
+      return f"config file {where}: {type(e).__name__}: {e.msg}{also}; fix the file."
+    module = getattr(e, "obj", None)
+    if (isinstance(e, AttributeError) and getattr(e, "name", None) == "get_config"
+        and os.path.abspath(getattr(module, "__file__", "") or "") == config_file):
+      return (f"config file {config_file} defines no get_config; a config file must define "
+              "`def get_config(arg=None)` returning an ml_collections.ConfigDict (see configs/quickstart.py).")
+  for e in chain:
+    frames = [f for f in _traceback_frames(e.__traceback__) if os.path.dirname(os.path.abspath(f[0])) == folder]
+    if frames:
+      filename, lineno = frames[-1]
+      text = " ".join(str(e).split()) or "(no message)"
+      also = "" if os.path.abspath(filename) == config_file else f" (called from config file {config_file})"
+      return f"config file {filename}:{lineno}: {type(e).__name__}: {text}{also}; fix the file or its arguments."
+  return None
+
+
+def _traceback_frames(tb) -> list[tuple[str, int]]:
+  """(file, line) of each frame of a traceback, outermost first."""
+  out = []
+  while tb is not None:
+    out.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno))
+    tb = tb.tb_next
+  return out
 
 
 def import_sibling(config_file: str, name: str):

@@ -85,7 +85,23 @@ def _as_dict(out) -> dict:
 
 def _scores(predict, scorer, output, source) -> np.ndarray:
   """One scorer's raw outputs over a source: [N] or [N, P] scores, [N, K] logits or [N, D] features."""
-  return predict(scorer.on_output, (output.variables, output.extra), source)["out"]
+  return predict(scorer.on_output, (output.variables, output.extra), source)[scorer.key or "out"]
+
+
+def raw_scores(predict, scorers, outputs, source) -> dict[str, np.ndarray]:
+  """Every scorer's raw outputs over a source, one pass per `Scorer.pass_id` (scorers of one dict-valued `fn`)."""
+  passes: dict[tuple, dict[str, np.ndarray]] = {}
+  out = {}
+  for name, scorer in scorers.items():
+    if scorer.pass_id not in passes:
+      output = outputs[scorer.phase]
+      passes[scorer.pass_id] = predict(scorer.on_output, (output.variables, output.extra), source)
+    result = passes[scorer.pass_id]
+    if (scorer.key or "out") not in result:
+      raise KeyError(f"Scorer {name!r} reads {scorer.key or 'out'!r} of its scorer function's outputs, which has "
+                     f"only {sorted(result)}.")
+    out[name] = result[scorer.key or "out"]
+  return out
 
 
 def reduced(scorer, raw: np.ndarray, source: Source) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -151,9 +167,8 @@ def run_evals(config, method, outputs, sources: Mapping[str, Source], workdir: s
 def anomaly(config, scorers, outputs, sources, split: str, workdir: str, predict) -> dict[str, float]:
   """The anomaly evaluator (see the module docstring)."""
   source = sources[split]
-  raw, reduced_scores, labels = {}, {}, None
+  raw, reduced_scores, labels = raw_scores(predict, scorers, outputs, source), {}, None
   for name, scorer in scorers.items():
-    raw[name] = _scores(predict, scorer, outputs[scorer.phase], source)
     reduced_scores[name], labels, _ = reduced(scorer, raw[name], source)
   summary = {f"{split}/{k}": v for k, v in metrics.summarize(reduced_scores, labels).items()}
   extra = {}
@@ -201,9 +216,9 @@ def threshold_file(config, scorers, outputs, sources, predict) -> dict[str, dict
   keep = fixed_subset(len(source), int(t["limit"]))
   if keep is not None:
     source = source.subset(keep)
-  out = {}
+  out, raw = {}, raw_scores(predict, scorers, outputs, source)
   for scorer_name, scorer in scorers.items():
-    s, _, _ = reduced(scorer, _scores(predict, scorer, outputs[scorer.phase], source), source)
+    s, _, _ = reduced(scorer, raw[scorer_name], source)
     out[scorer_name] = {"threshold": float(np.quantile(s, q)), "min": float(np.min(s)), "max": float(np.max(s)),
                         "quantile": q, "from": f"{name} ({len(s)} normal examples)"}
   return out

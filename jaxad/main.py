@@ -9,9 +9,11 @@ Mistakes in the config, the data or a checkpoint end with one `jaxad: error: ...
 import re
 import sys
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxad import config as jaxad_config
 from jaxad import xla_flags
 from jaxad.errors import Preempted, UserError
 
@@ -48,11 +50,30 @@ def _describe(e: BaseException) -> str:
   return re.sub(r"^[\w.]+(Error|Exception): ", "", lines[-1] if lines else repr(e))
 
 
+def _config_file(argv) -> str | None:
+  """The file of `--config=FILE[:args]` (or `--config FILE[:args]`) in `argv`, if given."""
+  for i, arg in enumerate(argv):
+    if arg.startswith(("--config=", "-config=")):
+      return arg.split("=", 1)[1].split(":", 1)[0]
+    if arg in ("--config", "-config") and i + 1 < len(argv):
+      return argv[i + 1].split(":", 1)[0]
+  return None
+
+
 def _parse_flags(argv):
   try:
     return flags.FLAGS(argv)
-  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-    _fail(_describe(e))
+  except Exception as e:  # pylint: disable=broad-except
+    # config_flags imports the config file and runs its get_config while parsing: a mistake there (a syntax error,
+    # an exception, no get_config) is one line with its file and line; anything else that is not a flag error is a
+    # bug and keeps its traceback.
+    config_file = _config_file(argv)
+    message = jaxad_config.describe_load_error(e, config_file) if config_file else None
+    if message:
+      _fail(message)
+    if isinstance(e, (flags.Error, AttributeError, KeyError, TypeError, ValueError)):
+      _fail(_describe(e))
+    raise
 
 
 def main(argv):
@@ -70,13 +91,18 @@ def main(argv):
       _fail(str(e))
     print(f"wrote {_WORKDIR.value}/predictions.csv")
     return
-  if flags.FLAGS["config"].value is None:
+  if flags.FLAGS["config"].value is None and not flags.FLAGS["config"].present:
     _fail("--config is required for --mode=train and --mode=eval.")
+  config_file = flags.FLAGS["config"].config_filename
   try:
     config = _CONFIG.value
-    config.keys()  # the value is a lazy proxy until first used
-  except OSError as e:  # config_flags defers a missing/unloadable file to first use
-    _fail(f"cannot load --config={flags.FLAGS['config'].config_filename}: " + _describe(e.__cause__ or e))
+    getattr(config, "keys", None)  # a file that failed to load is a proxy that raises its OSError on first use
+  except OSError as e:  # config_flags defers a missing/unloadable file (or an OSError of get_config) to first use
+    _fail(jaxad_config.describe_load_error(e, config_file.split(":", 1)[0])
+          or f"cannot load --config={config_file}: " + _describe(e.__cause__ or e))
+  if not isinstance(config, ml_collections.ConfigDict):
+    _fail(f"config file {config_file.split(':', 1)[0]}: get_config returned {type(config).__name__}, not an "
+          "ml_collections.ConfigDict; end it with `return config`.")
   from jaxad import parallel, train  # pylint: disable=g-import-not-at-top  (after flag parsing: fast --help)
   try:
     parallel.initialize(config.get("multihost", False))

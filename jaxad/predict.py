@@ -98,10 +98,8 @@ def predict(workdir: str, images: str, *, batch_size: int | None = None) -> dict
   source = Source(ArrayExamples(image=x), Preprocess.from_dict(spec["preprocess"]))
   run_predict = evaluate.make_predict(parallel.make_mesh(), batch_size or config.eval.batch_size)
   raw, columns = {}, {"image": names}
-  for name, scorer in scorers.items():
-    s = run_predict(scorer.on_output, (outputs[scorer.phase].variables, outputs[scorer.phase].extra),
-                    source)["out"]
-    s, _, _ = reductions.reduce(scorer.reduction, s, np.zeros(len(s), np.int32))
+  for name, s in evaluate.raw_scores(run_predict, scorers, outputs, source).items():
+    s, _, _ = reductions.reduce(scorers[name].reduction, s, np.zeros(len(s), np.int32))
     raw[name] = s
     t = thresholds[name]
     columns[f"{name}"] = s

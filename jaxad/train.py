@@ -33,6 +33,7 @@ from jaxad.data.examples import device_fields
 from jaxad.errors import ConfigError, Preempted, TrainingError
 from jaxad.methods import get_method
 from jaxad.methods.base import Context, DataSpec, FitContext, FitPhase, Method, Output, TrainPhase, default_init
+from jaxad.validate import validate
 
 MODES = ("train", "eval")
 _STEP_KEY_TAG = 0x5EED  # the per-step keys of a phase derive from its init key folded with this tag
@@ -296,6 +297,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, mode:
   """Runs one experiment, or one per class when `config.data.normal_classes` lists several; returns the summary."""
   if mode not in MODES:
     raise ConfigError(f"--mode must be one of {MODES} here, got {mode!r}.")
+  validate(config)  # every value, in every mode: before any data is loaded, any workdir made or any step run
   classes = tuple(config.data.get("normal_classes", ()) or ())
   if not classes:
     return run_one(config, workdir, mode)
@@ -331,12 +333,7 @@ def results_table(results: dict[int, dict[str, float]]) -> str:
 
 def build(config: ml_collections.ConfigDict) -> tuple[Method, dict[str, Source]]:
   """The method and the sources it needs (data is loaded here; source weights are read by the method's phases)."""
-  spec = get_method(config.method)  # the method's needs decide which sources to load
-  if (config.data.protocol == "classification") != spec.trains_on_classes:
-    raise ConfigError(
-        f"data.protocol={config.data.protocol!r} does not fit method {config.method!r}: 'classification' gives class "
-        "labels, which only a classifier trains on (method 'supervised'); anomaly detectors need an anomaly-detection "
-        "protocol ('one_vs_rest', 'leave_one_out', 'small_modes').")
+  spec = get_method(config.method)  # the method's needs decide which sources to load (validate: method vs protocol)
   sources = make_sources(config, spec.source_names(config) | evaluate.sources_of(config))
   return spec(config, DataSpec.of(sources)), sources
 

@@ -23,11 +23,21 @@ Datasets with a config sub-dict of their own:
 Deecke et al. 2021's small-modes protocol: `data.protocol='small_modes'` (section 5.4): `data.normal_class` is the
 primary class, `data.secondary_class` the minor normal mode, `data.minor_mode_r` its amplitude r in [0, 1];
 `data.protocol_seed` picks the secondary subset. The test source then marks the secondary images (`secondary`).
+
+Jezequel et al.'s out-of-distribution protocol: `data.protocol='ood'` (their Table 6): every training image of
+`data.name` is normal (CIFAR-10: all 50,000), the test set is `data.name`'s test images (label 0, their class)
+followed by the split `data.ood.split` of the dataset `data.ood.name` (label 1, class -1: no class of `data.name`),
+e.g. CIFAR-10 vs. SVHN or CIFAR-100 test. `data.normal_class` is not used; `data.test_limit` subsamples the combined
+test set; `data.ood.limit` > 0 first keeps a fixed random subset (seed 0) of the OOD split.
+
+Jezequel et al. train Deep SAD with labelled anomalies of a share of the anomaly sub-classes (10%, 25%, 75%):
+`data.anomaly.class_fraction` > 0 keeps that share of the 'anomaly' source's candidate classes (`anomaly_classes`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Iterable
 
 import ml_collections
@@ -68,9 +78,14 @@ def default_config(**overrides) -> ml_collections.ConfigDict:
           sizes=mpi3d.FACTOR_SIZES),  # factor sizes of the array (the real ones; tests use smaller grids)
       folder=dict(  # name='folder' (normal_dir + test_dir) or 'mvtec' (root + category), jaxad.data.folder
           normal_dir="", test_dir="", root="", category="", size=(0, 0), channels=3),
+      # protocol='ood' (Jezequel et al. Table 6): the anomalies of the test set are this dataset's split `split`
+      # (label 1, class -1), from `source` / `data_dir` ('' = data.data_dir); limit > 0: a fixed subset (seed 0).
+      ood=dict(name="svhn", split="test", source="auto", data_dir="", limit=0),
       # The 'anomaly' source (labelled anomalies for semi-supervised methods): training images of these classes
       # (default: every class the protocol labels anomalous), a fixed random `limit` of them (0 = all).
-      anomaly=dict(classes=(), limit=0)))
+      # class_fraction > 0 (Jezequel et al.'s Deep SAD: 0.1, 0.25, 0.75): only round(fraction * n) (at least 1) of
+      # those classes, drawn with data.protocol_seed (`anomaly_classes`).
+      anomaly=dict(classes=(), limit=0, class_fraction=0.0)))
   c.update(overrides)
   return c
 
@@ -134,7 +149,7 @@ def make_task(data: ml_collections.ConfigDict, splits: dict | None = None) -> pr
   splits = splits or get_dataset(data.name)(data)
   train, test = (splits[k].arrays for k in ("train", "test"))
   arrays = sources.Arrays(train["image"], train["class"], test["image"], test["class"])
-  task = protocols.get_protocol(data.protocol)(arrays, data.normal_class, **_protocol_kwargs(data))
+  task = protocols.get_protocol(data.protocol)(arrays, data.normal_class, **_protocol_kwargs(data, arrays))
   return _subsample(task, data.train_limit, data.test_limit)
 
 
@@ -146,8 +161,8 @@ def make_preprocess(data: ml_collections.ConfigDict, normal_images=None) -> Prep
   if data.preprocess == "standardize":
     mean, std = standardize_stats(data)
     return Preprocess("standardize", mean=tuple(map(float, mean)), std=tuple(map(float, std)), size=size)
-  if data.preprocess == "unit":
-    return Preprocess("unit", size=size)
+  if data.preprocess in ("unit", "signed"):
+    return Preprocess(data.preprocess, size=size)
   lo, hi = _minmax(data, normal_images)
   return Preprocess("gcn_l1_minmax", lo=float(lo), hi=float(hi), size=size)
 
@@ -221,15 +236,13 @@ def make_anomaly_source(data: ml_collections.ConfigDict, splits, task: protocols
                         preprocess: Preprocess) -> Source:
   """The 'anomaly' source: labelled anomalies (label 1) from the *training* split, never from the test images.
 
-  Classes: `data.anomaly.classes`, by default every class the protocol labels anomalous in the test set (one-vs-rest:
-  all but the normal class; leave-one-out: the held-out class); `data.anomaly.limit` > 0 keeps a fixed random
-  subset (seed 0), e.g. the few labelled anomalies of Deep SAD.
+  Classes: `anomaly_classes(data, task)`: `data.anomaly.classes`, by default every class the protocol labels
+  anomalous in the test set (one-vs-rest: all but the normal class; leave-one-out: the held-out class), of which
+  `data.anomaly.class_fraction` > 0 keeps a seeded share; every training image of those classes, of which
+  `data.anomaly.limit` > 0 keeps a fixed random subset (seed 0), e.g. the few labelled anomalies of Deep SAD.
   """
   train = splits["train"].arrays
-  classes = tuple(data.anomaly.classes) or tuple(np.unique(task.test_classes[task.test_labels == 1]))
-  normal = set(np.unique(task.train_classes).tolist()) if task.train_classes is not None else set()
-  if set(classes) & normal:
-    raise ConfigError(f"data.anomaly.classes {sorted(classes)} overlap the normal classes {sorted(normal)}.")
+  classes = anomaly_classes(data, task)
   idx = np.flatnonzero(np.isin(train["class"], classes))
   keep = fixed_subset(len(idx), data.anomaly.limit)
   idx = idx if keep is None else idx[keep]
@@ -237,6 +250,65 @@ def make_anomaly_source(data: ml_collections.ConfigDict, splits, task: protocols
     raise ConfigError(f"The 'anomaly' source is empty: no training images of classes {sorted(classes)}.")
   return Source(ArrayExamples(image=train["image"][idx], label=np.ones(len(idx), np.int32),
                               **{"class": np.asarray(train["class"][idx], np.int32)}), preprocess)
+
+
+def make_ood_images(data: ml_collections.ConfigDict, shape: tuple[int, ...]) -> np.ndarray:
+  """The anomalies of `data.protocol='ood'`: split `data.ood.split` of `data.ood.name`, uint8 [N, H, W, C].
+
+  Args:
+    data: the data config; reads `data.ood` (name, split, source, data_dir, limit) and `data.name`.
+    shape: the normal images' [H, W, C]; the OOD images must have it (no resize here: a silent resize would make the
+      anomalies detectable by their interpolation alone).
+
+  References:
+    Jezequel, Vu, Beaudet & Histace, "Fine-grained anomaly detection via multi-task self-supervision", Table 6
+    (CIFAR-10 vs. SVHN / CIFAR-100).
+  """
+  ood = data.ood
+  if ood.name == data.name:
+    raise ConfigError(f"data.ood.name={ood.name!r} is data.name itself: with protocol 'ood' the anomalies must come "
+                      "from another dataset (e.g. data.ood.name='svhn' or 'cifar100').")
+  x, _ = sources.load_split(ood.name, ood.split, source=ood.source, data_dir=ood.data_dir or data.data_dir or None)
+  if x.shape[1:] != tuple(shape):
+    raise ConfigError(f"data.ood.name={ood.name!r} has images of shape {x.shape[1:]} but data.name={data.name!r} of "
+                      f"{tuple(shape)}; protocol 'ood' needs both the same (pick an OOD dataset of the same size).")
+  keep = fixed_subset(len(x), ood.limit)
+  return x if keep is None else x[keep]
+
+
+def anomaly_classes(data: ml_collections.ConfigDict, task: protocols.Task) -> tuple[int, ...]:
+  """The classes of the 'anomaly' source, sorted.
+
+  The candidates are `data.anomaly.classes`, by default every class of `data.name` the protocol labels anomalous in
+  the test set. With `data.anomaly.class_fraction` f in (0, 1], k = max(1, round(f * n_candidates)) of them are kept
+  (Python's round: half to even), drawn as `np.random.default_rng(data.protocol_seed).choice(sorted candidates, k,
+  replace=False)`; the choice is logged. On CIFAR-10 one-vs-rest (9 candidates) f = 0.1, 0.25, 0.75 keep 1, 2, 7.
+
+  References:
+    Jezequel, Vu, Beaudet & Histace, "Fine-grained anomaly detection via multi-task self-supervision", Table 2:
+    Deep SAD trained with labelled anomalies of 10%, 25% and 75% of the anomaly sub-classes.
+  """
+  # Class -1 marks images of no class of data.name (protocol 'ood''s anomalies): never a training class.
+  tested = np.unique(task.test_classes[(task.test_labels == 1) & (task.test_classes >= 0)])
+  candidates = sorted({int(k) for k in (tuple(data.anomaly.classes) or tested)})
+  if not candidates:
+    raise ConfigError(f"The 'anomaly' source has no classes: protocol {data.protocol!r} labels no class of "
+                      f"{data.name!r} anomalous; set data.anomaly.classes or use a protocol with anomalous classes.")
+  normal = set(np.unique(task.train_classes).tolist()) if task.train_classes is not None else set()
+  if set(candidates) & normal:
+    raise ConfigError(f"data.anomaly.classes {candidates} overlap the normal classes {sorted(normal)}.")
+  fraction = data.anomaly.get("class_fraction", 0.0)
+  if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
+    raise ConfigError(f"data.anomaly.class_fraction must be a number in [0, 1] (0 = every candidate class; e.g. "
+                      f"0.25 for a quarter of the anomaly classes), got {fraction!r}.")
+  if not fraction:
+    return tuple(candidates)
+  k = max(1, int(round(fraction * len(candidates))))
+  rng = np.random.default_rng(int(data.get("protocol_seed", 0)))
+  chosen = tuple(sorted(int(c) for c in rng.choice(candidates, size=k, replace=False)))
+  logging.info("data.anomaly.class_fraction=%s with data.protocol_seed=%s: labelled anomalies of classes %s (%d of "
+               "%s)", fraction, data.get("protocol_seed", 0), list(chosen), k, candidates)
+  return chosen
 
 
 def make_oe(oe: ml_collections.ConfigDict, data: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray]:
@@ -319,8 +391,11 @@ def standardize_stats(data: ml_collections.ConfigDict):
   return transforms.STANDARDIZE_STATS[name]
 
 
-def _protocol_kwargs(data: ml_collections.ConfigDict) -> dict:
-  """The keyword arguments of `data.protocol` beyond `(arrays, class)`: small_modes' secondary class, r and seed."""
+def _protocol_kwargs(data: ml_collections.ConfigDict, arrays: sources.Arrays) -> dict:
+  """The keyword arguments of `data.protocol` beyond `(arrays, class)`: small_modes' secondary class, r and seed;
+  ood's images (`data.ood`)."""
+  if data.protocol == "ood":
+    return dict(ood_images=make_ood_images(data, arrays.x_test.shape[1:]))
   if data.protocol != "small_modes":
     return {}
   secondary, r = data.get("secondary_class", -1), data.get("minor_mode_r", -1.0)

@@ -6,6 +6,9 @@
 * `small_modes`: Deecke et al. 2021 section 5.4: the normal data mixes a primary class with a minor mode of a
   secondary class of relative amplitude r; both are normal at test time. Its keyword arguments (`primary`,
   `secondary`, `r`, `seed`) go beyond the `(arrays, class)` of the two above.
+* `ood`: out-of-distribution detection (Jezequel et al. Table 6): every training image is normal, and the test
+  set is the dataset's test images (normal) followed by another dataset's images (anomalous, class -1); its keyword
+  argument `ood_images` goes beyond `(arrays, class)`, and the class argument is not used.
 * `classification`: not an AD problem but supervised K-way classification on all classes (for pretraining a source
   model, `jaxad.methods.supervised`): `Task.train_labels` holds the train class labels, and `test_labels` and
   `test_classes` both hold the test class labels.
@@ -115,6 +118,38 @@ def small_modes(arrays: Arrays, primary: int, *, secondary: int | None = None, r
               secondary_class=int(secondary), train_classes=arrays.y_train[keep])
 
 
+def ood(arrays: Arrays, normal_class: int | None = None, *, ood_images: np.ndarray | None = None) -> Task:
+  """Every training image is normal; test = the test images (label 0) followed by `ood_images` (label 1).
+
+  The normal test images keep their classes; the OOD images get class -1 (no class of this dataset), so
+  `num_classes` and per-class breakdowns of the normal data are unchanged. For CIFAR-10 vs. CIFAR-100 test that is
+  50,000 normal training images and 20,000 test images, 10,000 anomalous.
+
+  Args:
+    arrays: the in-distribution dataset.
+    normal_class: not used (every class is normal); accepted so `PROTOCOLS[name](arrays, class)` works.
+    ood_images: uint8 [M, H, W, C] images of another dataset, the same [H, W, C] as `arrays`.
+
+  Returns:
+    A `Task` with `train_classes` = every training class.
+
+  References:
+    Jezequel, Vu, Beaudet & Histace, "Fine-grained anomaly detection via multi-task self-supervision", Table 6.
+  """
+  del normal_class
+  if ood_images is None:
+    raise ConfigError("Protocol 'ood' needs the out-of-distribution images: protocols.ood(arrays, "
+                      "ood_images=...) (through the config: data.protocol='ood' with data.ood.name / data.ood.split).")
+  if ood_images.shape[1:] != arrays.x_test.shape[1:]:
+    raise ConfigError(f"ood: the OOD images are {ood_images.shape[1:]} but the dataset's test images "
+                      f"{arrays.x_test.shape[1:]}; both must have the same [H, W, C].")
+  m = len(ood_images)
+  labels = np.concatenate([np.zeros(len(arrays.x_test), np.int32), np.ones(m, np.int32)])
+  classes = np.concatenate([np.asarray(arrays.y_test, np.int64), np.full(m, -1, np.int64)])
+  return Task(arrays.x_train, np.concatenate([arrays.x_test, ood_images]), labels, classes,
+              train_classes=arrays.y_train)
+
+
 def classification(arrays: Arrays, normal_class: int = 0) -> Task:
   """Every train and test image with its class label, for supervised pretraining; `normal_class` is ignored."""
   del normal_class
@@ -122,9 +157,10 @@ def classification(arrays: Arrays, normal_class: int = 0) -> Task:
               train_classes=arrays.y_train)
 
 
-# Builders by name, each called as f(arrays, class, **kwargs); small_modes also needs secondary= and r=.
+# Builders by name, each called as f(arrays, class, **kwargs); small_modes also needs secondary= and r=, ood
+# ood_images=.
 PROTOCOLS = {"one_vs_rest": one_vs_rest, "leave_one_out": leave_one_out, "small_modes": small_modes,
-             "classification": classification}
+             "ood": ood, "classification": classification}
 
 
 def get_protocol(name: str):

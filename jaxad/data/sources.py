@@ -1,4 +1,4 @@
-"""Where images come from: tfds, local `<name>.npz` archives, or scikit-learn's bundled digits.
+"""Where images come from: tfds, local `<name>.npz` archives, the original idx files, or scikit-learn's digits.
 
 Every source returns the same thing, an `Arrays` of uint8 NHWC images and integer labels, so protocols and
 pipelines never care where the data came from.
@@ -9,8 +9,19 @@ pipelines never care where the data came from.
 * `npz`: `<data_dir>/<name>.npz` with `x_train, y_train, x_test, y_test` (uint8 NHWC images, integer labels: what
   users save for their own arrays; jaxad's tests export theirs from the repository's sibling `shared/datasets`).
   `data_dir` is the config's `data.data_dir` or the environment variable `JAXAD_DATA_DIR`.
+* `idx`: MNIST's and Fashion-MNIST's original files (`train-images-idx3-ubyte.gz`, `train-labels-idx1-ubyte.gz`,
+  `t10k-images-idx3-ubyte.gz`, `t10k-labels-idx1-ubyte.gz`; gzipped or plain), looked for in
+  `<data_dir>/<folder>/`, then `<data_dir>/`, then `/usr/share/datasets/<folder>/` (`DatasetInfo.idx_folder`:
+  'fashion-mnist' or 'mnist'). Debian/Ubuntu's `apt install dataset-fashion-mnist` puts Fashion-MNIST's there, so it
+  needs no download and no conversion. For these datasets 'auto' reads `<data_dir>/<name>.npz` if it exists, else
+  the idx files if some folder holds all four, else goes on as for any dataset. One folder holds one dataset's files
+  (MNIST's and Fashion-MNIST's have the same names): `<data_dir>/` itself is read as whichever dataset is asked for.
 * `digits`: scikit-learn's 8x8 handwritten digits, shipped inside scikit-learn: the embedded default that needs no
   download (1,797 images, split in half, stratified, with a fixed seed).
+
+Datasets of images of varying size (Caltech-UCSD Birds, tfds `caltech_birds2010` and `caltech_birds2011`) are
+resized on load to `DatasetInfo.resize` (64x64) with PIL's bilinear filter, so every source still gives one
+[N, H, W, C] array; the config's `data.image_size` is a second, network-side resize applied per batch.
 
 `load` gives the labelled train/test pair; `load_split(name, split)` reads one split, including the extra ones a
 dataset has beyond train/test: STL-10's 100,000 `unlabelled` 96x96 images (Deecke et al. 2021's OE corpus for STL-10)
@@ -21,9 +32,11 @@ is labelled), e.g. `x_unlabelled` in `stl10.npz`; `load` never reads it.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import importlib.util
 import os
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -51,6 +64,9 @@ class DatasetInfo:
 
   `how_to_get` is shown in errors (formatted with `name`); `extra_splits` are the splits besides 'train'/'test' that
   `load_split` reads (the tfds split of the same name); `unlabelled_splits` are those without labels.
+  `idx_folder` ('' = none) names the folder of the original idx files (source 'idx'); `resize` (height, width), for
+  datasets whose images vary in size, is the size every tfds image is resized to on load (`shape` is then
+  (*resize, C), and an npz must hold images of that size already).
   """
   tfds_name: str | None
   shape: tuple[int, int, int]
@@ -59,6 +75,8 @@ class DatasetInfo:
   extra_splits: tuple[str, ...] = ()
   unlabelled_splits: tuple[str, ...] = ()
   tfds_test_split: str = "test"  # the tfds split read as 'test' (ImageNet has 'validation' instead)
+  idx_folder: str = ""  # source 'idx': <data_dir>/<idx_folder>/, <data_dir>/ or /usr/share/datasets/<idx_folder>/
+  resize: tuple[int, int] | None = None  # tfds images of varying size -> (height, width), PIL bilinear
 
   @property
   def splits(self) -> tuple[str, ...]:
@@ -89,11 +107,29 @@ _IMAGENET_RESIZED_HINT = (
     "np.savez(DIR/{name}.npz, x_train=..., y_train=..., x_test=..., y_test=...) (uint8 HWC, labels 0..999), then set "
     f"{DATA_DIR_ENV}=DIR or data.data_dir=DIR")
 
+_IDX_NAMES = ("train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
+              "t10k-labels-idx1-ubyte.gz (gzipped or not)")
+_FASHION_MNIST_HINT = (
+    "offline on Debian/Ubuntu: sudo apt install dataset-fashion-mnist (the original idx files, in "
+    "/usr/share/datasets/fashion-mnist/), then data.source='idx' (or 'auto' without a {name}.npz); or put "
+    f"{_IDX_NAMES} of https://github.com/zalandoresearch/fashion-mnist in DIR/fashion-mnist/, set "
+    f"{DATA_DIR_ENV}=DIR or data.data_dir=DIR and data.source='idx'; or " + _EXPORT_HINT)
+_MNIST_HINT = (_EXPORT_HINT + f"; or put MNIST's original {_IDX_NAMES} in DIR/mnist/, set {DATA_DIR_ENV}=DIR or "
+               "data.data_dir=DIR and data.source='idx'")
+
+
+def _caltech_birds_hint(what: str) -> str:
+  return (f"with internet, source='tfds' (tfds name '{{name}}': {what}; 200 bird species, images of varying size "
+          "resized to 64x64 on load); offline, save the images already resized to 64x64 as uint8 [N, 64, 64, 3] with "
+          "labels 0..199 with np.savez(DIR/{name}.npz, x_train=..., y_train=..., x_test=..., y_test=...), then set "
+          f"{DATA_DIR_ENV}=DIR or data.data_dir=DIR")
+
+
 DATASETS = {
     "cifar10": DatasetInfo("cifar10", (32, 32, 3), 10, _EXPORT_HINT),
     "cifar100": DatasetInfo("cifar100", (32, 32, 3), 100, _EXPORT_HINT),
-    "mnist": DatasetInfo("mnist", (28, 28, 1), 10, _EXPORT_HINT),
-    "fashion_mnist": DatasetInfo("fashion_mnist", (28, 28, 1), 10, _EXPORT_HINT),
+    "mnist": DatasetInfo("mnist", (28, 28, 1), 10, _MNIST_HINT, idx_folder="mnist"),
+    "fashion_mnist": DatasetInfo("fashion_mnist", (28, 28, 1), 10, _FASHION_MNIST_HINT, idx_folder="fashion-mnist"),
     "stl10": DatasetInfo("stl10", (96, 96, 3), 10, _STL10_HINT, extra_splits=("unlabelled",),
                          unlabelled_splits=("unlabelled",)),
     "svhn": DatasetInfo("svhn_cropped", (32, 32, 3), 10, _SVHN_HINT, extra_splits=("extra",)),
@@ -103,6 +139,14 @@ DATASETS = {
         "{{size}}", "32"), tfds_test_split="validation"),
     "imagenet64": DatasetInfo("imagenet_resized/64x64", (64, 64, 3), 1000, _IMAGENET_RESIZED_HINT.replace(
         "{{size}}", "64"), tfds_test_split="validation"),
+    # Jezequel et al.'s fine-grained benchmark "Caltech-Birds 200": the paper cites Welinder et al. 2010 (CUB-200,
+    # 'caltech_birds2010'); CUB-200-2011 ('caltech_birds2011') has the same 200 species and twice the images. The
+    # paper gives no image size: 64x64 is jaxad's choice for its small networks.
+    "caltech_birds2010": DatasetInfo("caltech_birds2010", (64, 64, 3), 200, _caltech_birds_hint(
+        "Caltech-UCSD Birds 200 (2010), 3,000 train and 3,033 test images"), resize=(64, 64)),
+    "caltech_birds2011": DatasetInfo("caltech_birds2011", (64, 64, 3), 200, _caltech_birds_hint(
+        "Caltech-UCSD Birds-200-2011, 5,994 train and 5,794 test images, a download of over 1 GB on first use"),
+        resize=(64, 64)),
     "digits": DatasetInfo(None, (8, 8, 1), 10, "it ships inside scikit-learn (pip install scikit-learn)"),
 }
 
@@ -124,12 +168,31 @@ def _hint(name: str) -> str:
   return (info.how_to_get if info else _EXPORT_HINT).format(name=name)
 
 
+def _auto_source(name: str, data_dir: str | None) -> str:
+  """What 'auto' reads: `<data_dir>/<name>.npz` if it exists, else the idx files if found, else npz with a data dir
+  (whose error then says how to get the data) and tfds without one."""
+  info = DATASETS[name]
+  has_npz = bool(data_dir) and os.path.exists(os.path.join(data_dir, f"{name}.npz"))
+  if info.idx_folder and not has_npz and find_idx_folder(name, data_dir) is not None:
+    return "idx"
+  return "npz" if data_dir else "tfds"
+
+
+def _valid_sources(name: str) -> tuple[str, ...]:
+  return ("auto", "npz", "tfds") + (("idx",) if DATASETS[name].idx_folder else ())
+
+
 def _resolve_source(name: str, source: str, data_dir: str | None) -> str:
-  """'npz' or 'tfds' for a non-digits dataset; 'auto' is npz when a data dir is set."""
+  """'npz', 'tfds' or (MNIST, Fashion-MNIST) 'idx' for a non-digits dataset; 'auto' as in `_auto_source`."""
   if source == "auto":
-    source = "npz" if data_dir else "tfds"
-  if source not in ("npz", "tfds"):
-    raise DataError(f"Unknown data source {source!r}; valid: 'auto', 'npz', 'tfds', 'digits'.")
+    source = _auto_source(name, data_dir)
+  if source == "idx" and not DATASETS[name].idx_folder:
+    raise DataError(f"data source 'idx' (the original idx files) is for "
+                    f"{sorted(n for n, i in DATASETS.items() if i.idx_folder)}, not {name!r}; valid for {name!r}: "
+                    f"{_valid_sources(name)}.")
+  if source not in ("npz", "tfds", "idx"):
+    raise DataError(f"Unknown data source {source!r}; valid: 'auto', 'npz', 'tfds', 'idx' (mnist, fashion_mnist), "
+                    "'digits'.")
   if source == "npz" and not data_dir:
     raise DataError(f"source='npz' needs a folder with {name}.npz: set data.data_dir or {DATA_DIR_ENV}. "
                     f"To make it: {_hint(name)}.")
@@ -140,17 +203,21 @@ def missing(name: str, *, source: str = "auto", data_dir: str | None = None) -> 
   """None if dataset `name` can be read without a download, else what is missing and how to get it.
 
   For configs that must fail at once on a machine without the data (e.g. configs/adra_stl10.py), before anything
-  is loaded or downloaded. 'npz' (or 'auto' with a data folder) needs `<data_dir>/<name>.npz`; 'tfds' (or 'auto'
-  without one) needs the tfds dataset prepared in tfds' data folder.
+  is loaded or downloaded. 'npz' (or 'auto' with a data folder) needs `<data_dir>/<name>.npz`; 'idx' (MNIST,
+  Fashion-MNIST; also what 'auto' picks when their files are found and no npz is) the four idx files in one of
+  `idx_folders(name, data_dir)`; 'tfds' (or 'auto' without a data folder) the tfds dataset prepared in tfds' data
+  folder.
   """
   info = get_info(name)
   if name == "digits":
     return None
   data_dir = resolve_data_dir(data_dir)
   if source == "auto":
-    source = "npz" if data_dir else "tfds"
-  if source not in ("npz", "tfds"):
-    raise DataError(f"Unknown data source {source!r}; valid: 'auto', 'npz', 'tfds'.")
+    source = _auto_source(name, data_dir)
+  if source not in _valid_sources(name):
+    raise DataError(f"Unknown data source {source!r} for {name!r}; valid: {_valid_sources(name)}.")
+  if source == "idx":
+    return None if find_idx_folder(name, data_dir) is not None else _idx_not_found(name, data_dir)
   if source == "npz":
     path = os.path.join(data_dir, f"{name}.npz") if data_dir else f"${DATA_DIR_ENV}/{name}.npz"
     return None if data_dir and os.path.exists(path) else f"{path} does not exist; to make it: {_hint(name)}"
@@ -172,9 +239,10 @@ LABEL_MODES = ("fine", "coarse")
 
 
 def load(name: str, *, source: str = "auto", data_dir: str | None = None, label_mode: str = "fine") -> Arrays:
-  """Loads dataset `name` from `source` in {'auto', 'npz', 'tfds', 'digits'}.
+  """Loads dataset `name` from `source` in {'auto', 'npz', 'tfds', 'idx', 'digits'}.
 
-  'auto' reads `<data_dir>/<name>.npz` when a data dir is set (config or $JAXAD_DATA_DIR) and otherwise uses tfds.
+  'auto' reads `<data_dir>/<name>.npz` when a data dir is set (config or $JAXAD_DATA_DIR) and otherwise uses tfds;
+  for MNIST and Fashion-MNIST it reads their idx files when there is no npz but the files are found (module doc).
   `label_mode='coarse'` gives CIFAR-100's 20 super-classes (`y_<split>_coarse` in the npz, tfds 'coarse_label').
   """
   info = get_info(name)
@@ -190,8 +258,10 @@ def load(name: str, *, source: str = "auto", data_dir: str | None = None, label_
   coarse = label_mode == "coarse"
   if source == "npz":
     return load_npz(os.path.join(data_dir, f"{name}.npz"), expected_shape=info.shape, coarse=coarse)
+  if source == "idx":
+    return load_idx(name, data_dir=data_dir)
   return load_tfds(info.tfds_name, hint=_hint(name), test_split=info.tfds_test_split,
-                   label_key="coarse_label" if coarse else "label")
+                   label_key="coarse_label" if coarse else "label", resize=info.resize)
 
 
 def load_split(name: str, split: str, *, source: str = "auto",
@@ -201,9 +271,9 @@ def load_split(name: str, split: str, *, source: str = "auto",
   Args:
     name: a key of `DATASETS`.
     split: 'train', 'test' or one of the dataset's `extra_splits` ('unlabelled' for stl10, 'extra' for svhn).
-    source: 'auto', 'npz' or 'tfds' as in `load` ('digits' for digits). An npz stores split s as `x_<s>` and,
-      when labelled, `y_<s>`.
-    data_dir: folder of `<name>.npz`; default $JAXAD_DATA_DIR.
+    source: 'auto', 'npz', 'tfds' or 'idx' as in `load` ('digits' for digits). An npz stores split s as `x_<s>`
+      and, when labelled, `y_<s>`.
+    data_dir: folder of `<name>.npz` (or of the idx files); default $JAXAD_DATA_DIR.
 
   Returns:
     `(x, y)`: uint8 [N, H, W, C] images and int64 [N] labels, or `y = None` for the dataset's
@@ -224,9 +294,11 @@ def load_split(name: str, split: str, *, source: str = "auto",
     # train/test must have labels; an unlabelled split's are ignored; another extra split's are read if present.
     labelled = False if split in info.unlabelled_splits else (None if split in info.extra_splits else True)
     return _read_npz_split(path, split, labelled=labelled, expected_shape=info.shape, hint=hint)
+  if source == "idx":
+    return _read_idx_split(name, split, _require_idx_folder(name, data_dir))
   tfds_split = info.tfds_test_split if split == "test" else split
   return _read_tfds_split(info.tfds_name, tfds_split, data_dir=None, labelled=split not in info.unlabelled_splits,
-                          hint=hint)
+                          hint=hint, resize=info.resize)
 
 
 def _open_npz(path: str, hint: str):
@@ -306,9 +378,29 @@ def load_npz(path: str, *, expected_shape: tuple[int, int, int] | None = None, c
 _PREPARE_MODULES = ("importlib_resources", "tensorflow")
 
 
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """One uint8 [H, W, C] image resized to `size` = (height, width) with PIL's bilinear filter.
+
+  PIL's bilinear widens its support by the scale factor when shrinking, so a large photo is averaged over (not
+  aliased) on its way down to a small network's input.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top  (only datasets of varying size need it)
+
+  image = np.asarray(image, np.uint8)
+  if image.shape[:2] == tuple(size):
+    return image
+  if image.ndim == 3 and image.shape[-1] == 1:
+    return resize_image(image[..., 0], size)[..., None]
+  return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR), np.uint8)
+
+
 def _read_tfds_split(tfds_name: str, split: str, *, data_dir: str | None, labelled: bool,
-                     hint: str, label_key: str = "label") -> tuple[np.ndarray, np.ndarray | None]:
-  """One tfds split through `tfds.data_source` (no TensorFlow needed), into preallocated uint8 arrays."""
+                     hint: str, label_key: str = "label",
+                     resize: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+  """One tfds split through `tfds.data_source` (no TensorFlow needed), into preallocated uint8 arrays.
+
+  `resize` (height, width) resizes every image on the way in (`resize_image`), for datasets of varying size.
+  """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (heavy; only this source needs it)
 
   # Without the 'tfds' extra only read: tfds would download the whole archive before failing (ExtractError).
@@ -330,24 +422,164 @@ def _read_tfds_split(tfds_name: str, split: str, *, data_dir: str | None, labell
   n = len(src)
   if not n:
     raise DataError(f"tfds {tfds_name!r} split {split!r} is empty. To get the data: {hint}.")
-  first = np.asarray(src[0]["image"], np.uint8)
+  def image(record):
+    return resize_image(record["image"], resize) if resize else np.asarray(record["image"], np.uint8)
+
+  first = image(src[0])
   x = np.empty((n, *first.shape), np.uint8)
   y = np.empty(n, np.int64) if labelled else None
   for i in range(n):
     record = src[i]
-    x[i] = np.asarray(record["image"], np.uint8)
+    x[i] = image(record)
     if labelled:
       y[i] = record[label_key]
   return (x[..., None] if x.ndim == 3 else x), y
 
 
 def load_tfds(tfds_name: str, *, data_dir: str | None = None, hint: str | None = None,
-              test_split: str = "test", label_key: str = "label") -> Arrays:
-  """Reads the train and `test_split` splits of a tfds image classification dataset through `tfds.data_source`."""
+              test_split: str = "test", label_key: str = "label", resize: tuple[int, int] | None = None) -> Arrays:
+  """Reads the train and `test_split` splits of a tfds image classification dataset through `tfds.data_source`.
+
+  `resize` (height, width): every image resized on load with PIL's bilinear filter (images of varying size).
+  """
   hint = hint or ("without internet use a local archive instead: " + _EXPORT_HINT.format(name=tfds_name))
-  kw = dict(data_dir=data_dir, labelled=True, hint=hint, label_key=label_key)
+  kw = dict(data_dir=data_dir, labelled=True, hint=hint, label_key=label_key, resize=resize)
   x_train, y_train = _read_tfds_split(tfds_name, "train", **kw)
   x_test, y_test = _read_tfds_split(tfds_name, test_split, **kw)
+  return Arrays(x_train, y_train, x_test, y_test)
+
+
+# ---- The original MNIST / Fashion-MNIST files (LeCun et al.'s idx format) ----
+
+# <split>: (images file, labels file), without '.gz'; each may be gzipped (name + '.gz') or plain.
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+IDX_SYSTEM_DIR = "/usr/share/datasets"  # where Debian's dataset-* packages (dataset-fashion-mnist) put their files
+_IDX_UBYTE = 0x08  # the idx type code of unsigned bytes: the only one MNIST and Fashion-MNIST use
+
+
+def read_idx(path: str, ndim: int, *, hint: str = "") -> np.ndarray:
+  """Reads one idx file (gzipped or plain, told apart by its first bytes) of unsigned bytes as uint8 [d1, ..., dn].
+
+  The idx format: a big-endian 32-bit magic number 0x0000TTNN (TT = 0x08 for unsigned bytes, NN = the number of
+  dimensions: 0x00000803 for [N, rows, cols] images, 0x00000801 for [N] labels), then NN big-endian 32-bit sizes,
+  then exactly prod(sizes) bytes in C order.
+
+  Args:
+    path: the file.
+    ndim: the number of dimensions the file must have (3 for images, 1 for labels).
+    hint: how to get the file again, for error messages.
+
+  Returns:
+    uint8 array of the stored sizes.
+
+  Raises:
+    DataError: naming `path`, when it cannot be read, is not valid gzip, has another magic number, or holds fewer or
+      more bytes than its header says.
+
+  References:
+    LeCun, Cortes & Burges, "The MNIST database of handwritten digits" (the idx file format).
+  """
+  again = f" Get it again: {hint}." if hint else ""
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+    if data[:2] == b"\x1f\x8b":  # the gzip magic
+      data = gzip.decompress(data)
+  except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+    raise DataError(f"{path} is not a readable idx file ({type(e).__name__}: {e}).{again}") from e
+  expected = (_IDX_UBYTE << 8) | ndim
+  header = 4 + 4 * ndim
+  if len(data) < 4:
+    raise DataError(f"{path} is truncated: {len(data)} bytes, shorter than an idx magic number.{again}")
+  magic = int.from_bytes(data[:4], "big")
+  if magic != expected:
+    raise DataError(f"{path} is not an idx file of {ndim}-d unsigned bytes: magic number 0x{magic:08x}, expected "
+                    f"0x{expected:08x}.{again}")
+  if len(data) < header:
+    raise DataError(f"{path} is truncated: {len(data)} bytes, shorter than its {header}-byte header.{again}")
+  dims = tuple(int(v) for v in np.frombuffer(data, ">u4", ndim, offset=4))
+  size = int(np.prod(dims, dtype=np.int64))
+  if len(data) - header != size:
+    what = "truncated" if len(data) - header < size else "malformed"
+    raise DataError(f"{path} is {what}: its header says {dims} = {size} bytes of data, the file holds "
+                    f"{len(data) - header}.{again}")
+  return np.frombuffer(data, np.uint8, size, offset=header).reshape(dims).copy()
+
+
+def idx_folders(name: str, data_dir: str | None = None) -> list[str]:
+  """Where source 'idx' looks for dataset `name`'s files, in order: `<data_dir>/<idx_folder>`, `<data_dir>`,
+  `/usr/share/datasets/<idx_folder>` (data_dir: the argument, else $JAXAD_DATA_DIR)."""
+  info = get_info(name)
+  if not info.idx_folder:
+    raise DataError(f"Dataset {name!r} has no idx files; source 'idx' is for "
+                    f"{sorted(n for n, i in DATASETS.items() if i.idx_folder)}.")
+  data_dir = resolve_data_dir(data_dir)
+  local = [os.path.join(data_dir, info.idx_folder), data_dir] if data_dir else []
+  return local + [os.path.join(IDX_SYSTEM_DIR, info.idx_folder)]
+
+
+def _idx_file(folder: str, stem: str) -> str | None:
+  """`<folder>/<stem>.gz` if it exists, else `<folder>/<stem>`, else None."""
+  for path in (os.path.join(folder, stem + ".gz"), os.path.join(folder, stem)):
+    if os.path.isfile(path):
+      return path
+  return None
+
+
+def find_idx_folder(name: str, data_dir: str | None = None) -> str | None:
+  """The first of `idx_folders(name, data_dir)` that holds all four idx files (each gzipped or plain), or None."""
+  for folder in idx_folders(name, data_dir):
+    if all(_idx_file(folder, stem) for pair in IDX_FILES.values() for stem in pair):
+      return folder
+  return None
+
+
+def _idx_not_found(name: str, data_dir: str | None) -> str:
+  """What is missing where (each searched folder), and how to get the files."""
+  stems = [stem for pair in IDX_FILES.values() for stem in pair]
+  where = []
+  for folder in idx_folders(name, data_dir):
+    lacking = [s for s in stems if not _idx_file(folder, s)]
+    where.append(f"{folder} (no folder)" if not os.path.isdir(folder) else f"{folder} (lacks {', '.join(lacking)})")
+  return f"the idx files of {name} are in none of {'; '.join(where)}; to get them: {_hint(name)}"
+
+
+def _require_idx_folder(name: str, data_dir: str | None) -> str:
+  folder = find_idx_folder(name, data_dir)
+  if folder is None:
+    raise DataError(f"source='idx': {_idx_not_found(name, data_dir)}.")
+  return folder
+
+
+def _read_idx_split(name: str, split: str, folder: str) -> tuple[np.ndarray, np.ndarray]:
+  """One split's images (uint8 [N, H, W, 1]) and labels (int64 [N]) from `folder`, checked against `name`'s info."""
+  info, hint = get_info(name), _hint(name)
+  if split not in IDX_FILES:
+    raise ConfigError(f"The idx files of {name!r} hold the splits {list(IDX_FILES)}, not {split!r}.")
+  images_path, labels_path = (_idx_file(folder, stem) for stem in IDX_FILES[split])
+  x = read_idx(images_path, 3, hint=hint)[..., None]
+  y = read_idx(labels_path, 1, hint=hint).astype(np.int64)
+  if x.shape[1:] != tuple(info.shape):
+    raise DataError(f"{images_path} holds images of {x.shape[1:3]}, expected {info.shape[:2]} for {name}. Get the "
+                    f"right files: {hint}.")
+  if len(x) != len(y):
+    raise DataError(f"{images_path} holds {len(x)} images but {labels_path} {len(y)} labels. Get matching files: "
+                    f"{hint}.")
+  if len(y) and y.max() >= info.num_classes:
+    raise DataError(f"{labels_path} has label {y.max()}, expected 0..{info.num_classes - 1} for {name}. Get the right "
+                    f"files: {hint}.")
+  return x, y
+
+
+def load_idx(name: str, *, data_dir: str | None = None) -> Arrays:
+  """MNIST's or Fashion-MNIST's train and test splits from their idx files (`find_idx_folder`).
+
+  Images uint8 [N, 28, 28, 1], labels int64 [N]: 60,000 + 10,000 for both datasets.
+  """
+  folder = _require_idx_folder(name, data_dir)
+  x_train, y_train = _read_idx_split(name, "train", folder)
+  x_test, y_test = _read_idx_split(name, "test", folder)
   return Arrays(x_train, y_train, x_test, y_test)
 
 

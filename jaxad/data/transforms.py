@@ -100,7 +100,7 @@ def resize(x: np.ndarray, size: int) -> np.ndarray:
   return np.asarray(out, np.float32)
 
 
-PREPROCESSING = ("gcn_l1_minmax", "standardize", "unit")
+PREPROCESSING = ("gcn_l1_minmax", "standardize", "unit", "signed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +112,8 @@ class Preprocess:
 
   Attributes:
     kind: 'gcn_l1_minmax' (Deep SVDD / MOCCA: [0, 1], per-image GCN-L1, then (x - lo) / (hi - lo)), 'standardize'
-      ([0, 1], then per-channel (x - mean) / std) or 'unit' ([0, 1] only).
+      ([0, 1], then per-channel (x - mean) / std), 'unit' ([0, 1] only) or 'signed' ([-1, 1]: 2x - 1, as GeoTrans
+      and ss-ood scale their inputs).
     lo, hi: the min-max constants of 'gcn_l1_minmax'.
     mean, std: per-channel constants of 'standardize'.
     size: > 0 resizes to [size, size] (bilinear) after the normalisation, as jaxad always did.
@@ -135,6 +136,8 @@ class Preprocess:
       x = minmax_scale(gcn_l1(x), self.lo, self.hi)
     elif self.kind == "standardize":
       x = standardize(x, self.mean, self.std)
+    elif self.kind == "signed":
+      x = 2.0 * x - 1.0
     return resize(x, self.size) if self.size else x
 
   def output_shape(self, shape: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -143,6 +146,8 @@ class Preprocess:
 
   def black(self, channels: int) -> np.ndarray:
     """A black pixel [C] after this preprocessing: what RandomCrop's zero padding becomes once images are normalised."""
+    if self.kind == "signed":
+      return np.full(channels, -1.0, np.float32)
     if self.kind != "standardize":
       return np.zeros(channels, np.float32)
     return standardize(np.zeros((1, 1, 1, channels), np.float32), self.mean, self.std)[0, 0, 0]

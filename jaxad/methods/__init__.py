@@ -12,7 +12,7 @@ from typing import Callable
 import ml_collections
 
 from jaxad.errors import ConfigError
-from jaxad.methods import hypersphere, supervised, transfer
+from jaxad.methods import geotrans, hypersphere, mhrot, ssl_multitask, supervised, transfer
 from jaxad.methods.base import Method
 
 
@@ -47,6 +47,14 @@ METHODS = {
     "dsvdd_resnet26": _TRANSFER,
     "ewc": _TRANSFER,
     "doc": _TRANSFER,
+    # Deep SAD (Ruff et al. 2020): Deep SVDD with labelled anomalies ('anomaly' source), Jezequel et al.'s
+    # semi-supervised reference.
+    "deep_sad": MethodSpec(hypersphere.method, lambda config: {"anomaly"}),
+    # Jezequel et al.: multi-task self-supervision (geometric + jigsaw heads), and the two self-supervised
+    # baselines it compares with.
+    "ssl_multitask": MethodSpec(ssl_multitask.method),
+    "mhrot": MethodSpec(mhrot.method),
+    "geotrans": MethodSpec(geotrans.method),
     # Source models for the above: K-way classification (ImageNet 32/96, or the CIFAR-100 stand-in).
     "supervised": MethodSpec(supervised.method, trains_on_classes=True),
 }

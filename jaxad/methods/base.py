@@ -157,16 +157,25 @@ class Scorer:
     kind: 'score': [B] or [B, P] anomaly scores, higher = more anomalous (the anomaly evaluator); 'logits':
       [B, K] class logits (the classification evaluator); 'features': [B, D] (the one-class SVM evaluator).
     reduction: a `jaxad.reductions` name applied to 'score' outputs before metrics, e.g. 'max_patches'.
+    key: '' when `fn` returns one array; else `fn` returns a dict of arrays and this scorer is its entry `key`.
+      Scorers with the same `fn` and `phase` are computed in one pass over the data (e.g. the total and the
+      per-task scores of a multi-task network share its forward passes over every transformed copy).
   """
-  fn: Callable[[Variables, Any, Batch], jax.Array]
+  fn: Callable[[Variables, Any, Batch], jax.Array | Mapping[str, jax.Array]]
   phase: str
   kind: Literal["score", "logits", "features"] = "score"
   reduction: str = "none"
+  key: str = ""
 
-  def on_output(self, output: tuple[Variables, Any], batch: Batch) -> jax.Array:
-    """`fn` on a (variables, extra) pair: the form `predict` maps over a source (one compilation per scorer)."""
+  def on_output(self, output: tuple[Variables, Any], batch: Batch):
+    """`fn` on a (variables, extra) pair: the form `predict` maps over a source (one compilation per `fn`)."""
     variables, extra = output
     return self.fn(variables, extra, batch)
+
+  @property
+  def pass_id(self) -> tuple:
+    """Scorers with equal `pass_id` share one pass over the data (`jaxad.evaluate.raw_scores`)."""
+    return (self.fn, self.phase)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Deep SVDD (Ruff et al. 2018) and MOCCA (Massoli et al.): autoencoder pretraining, then hyperspheres.
+"""Deep SVDD (Ruff et al. 2018), MOCCA (Massoli et al.) and Deep SAD: autoencoder pretraining, then hyperspheres.
 
 Both papers train the LeNet autoencoder on reconstruction, keep its encoder, fix one center per chosen layer (the
 mean feature over the normal training set, in eval mode, with Deep SVDD's +-eps guard) and pull features toward it.
@@ -11,6 +11,11 @@ share this file:
   learned by gradient but set after each step, once `warmup_epochs` are done, to the (1 - nu) quantile of the
   batch's distances ||f_l - c_l|| (as both reference codes do).
 * score: mean over layers of ||f_l - c_l||^2 (hard) or ||f_l - c_l||^2 - R_l^2 (soft) (MOCCA Eq. 6).
+
+Deep SAD (Ruff et al. 2020, method 'deep_sad') is the same network, pretraining and center, trained on the normal
+images (unlabelled, semi-target 0) and a few labelled anomalies (the 'anomaly' source, semi-target -1) mixed into
+every batch (`objective.anomaly_per_batch` of `train.batch_size` rows): ||z - c||^2 for the normal rows and
+eta / (||z - c||^2 + 1e-6) for the anomalies (`jaxad.losses.deep_sad`); score ||z - c||^2.
 
 Unlike the released MOCCA code, the encoder really starts from the pretrained autoencoder's encoder (the released
 code's key-prefix mismatch silently skips the copy; reference_implementations.md section 4.4).
@@ -53,6 +58,17 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
   if not layers or unknown:
     raise ConfigError(f"objective.layers {list(layers)} must be a non-empty subset of {valid_layers}.")
   soft = obj.boundary == "soft"
+  semi_supervised = config.method == "deep_sad"
+  if semi_supervised and (soft or layers != ("code",)):
+    raise ConfigError("Method 'deep_sad' uses the hard boundary on the code layer: set objective.boundary='hard' and "
+                      f"objective.layers=('code',), got {obj.boundary!r} and {list(layers)}.")
+  mix = {"normal": config.train.batch_size}
+  if semi_supervised:
+    per_batch = int(obj.get("anomaly_per_batch", 0))
+    if not 0 < per_batch < config.train.batch_size:
+      raise ConfigError(f"objective.anomaly_per_batch must be in (0, train.batch_size={config.train.batch_size}) for "
+                        f"Deep SAD (labelled anomalies per batch), got {per_batch}.")
+    mix = {"normal": config.train.batch_size - per_batch, "anomaly": per_batch}
 
   def pretrain_loss(params, ctx, batch):
     (x_hat, _), batch_stats = apply_train(ae, params, ctx, batch["image"])
@@ -82,6 +98,13 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
     (_, features), batch_stats = apply_train(encoder, params, ctx, batch["image"])
     feats = _selected(features, layers)
     centers, radii = ctx.extra["centers"], ctx.extra["radii"]
+    if semi_supervised:
+      semi_targets = -batch["label"]  # normal rows 0 (unlabelled), labelled anomalies -1
+      per_example = losses.deep_sad(feats["code"], centers["code"], semi_targets, eta=obj.eta)
+      sq_dist = jax.lax.stop_gradient(losses.one_class(feats["code"], centers["code"]))
+      metrics = {"dist/normal": jnp.sum(sq_dist * (semi_targets == 0)) / jnp.maximum(jnp.sum(semi_targets == 0), 1),
+                 "dist/anomaly": jnp.sum(sq_dist * (semi_targets != 0)) / jnp.maximum(jnp.sum(semi_targets != 0), 1)}
+      return per_example.mean(), (batch_stats, {"code": sq_dist}, metrics)
     per_layer = losses.multi_layer_hypersphere(
         [feats[l] for l in layers], [centers[l] for l in layers], boundary=obj.boundary,
         radii=jnp.stack([radii[l] for l in layers]) if soft else None, nu=obj.nu)  # [L, B]
@@ -110,8 +133,8 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
       phases=[
           TrainPhase("pretrain", ae, config.pretrain, pretrain_loss, mix={"normal": config.pretrain.batch_size}),
           FitPhase("center", fit_centers),
-          TrainPhase("train", encoder, config.train, hypersphere_loss, mix={"normal": config.train.batch_size},
-                     init=init_encoder, update_extra=update_radii),
+          TrainPhase("train", encoder, config.train, hypersphere_loss, mix=mix, init=init_encoder,
+                     update_extra=update_radii, drop_remainder=not semi_supervised),
       ],
       scorers={"reconstruction": Scorer(reconstruction_score, phase="pretrain"),
                "hypersphere": Scorer(hypersphere_score, phase="train")})

@@ -1,0 +1,625 @@
+r"""Results table from trained workdirs, with the papers' numbers beside them and every deviation from their recipes.
+
+  python -m jaxad.report workdirs/reproduce_jezequel /tmp/ssl_rl [--metric=auroc] [--markdown=OUT.md] [--json=OUT]
+
+Gathers `summary.json` + `config.json` of every run under the given paths (a workdir, a workdir with `class_K`
+sub-workdirs from `data.normal_classes`, or any folder of them), groups the runs by method variant, dataset,
+protocol, normal class and recipe (the config without seed, class and paths), and prints one markdown row per group
+and scorer: mean +- std over seeds, the number of runs, the published value (`jaxad.papers.PUBLISHED`, or n/a) and
+a *deviations* column that lists every way the runs differ from the paper's recipe (`deviations`), so that no
+reduced-budget number can be mistaken for a reproduction. Groups that cover several classes (or whose paper gives
+only a mean over classes) get a row for the mean over classes too, marked when it covers fewer than all classes.
+
+Conventions: every number is in percent (summary.json's fractions x 100, the papers' tables as printed); std is
+the population std (ddof 0) over seeds, as the benchmarks' tables; `--metric` picks any metric in summary.json
+(auroc, ap, max_ba, eer, apcer_at_bpcer, f1_max), `--split` the evaluated split (default 'test').
+
+Deviation rules (`deviations(config)`):
+  * subsets: `data.train_limit`, `data.test_limit`, and per recipe `oe.limit` (Deecke et al.) and
+    `objective.dirichlet_limit` (GeoTrans) above 0 (0 = all images);
+  * epochs: each phase's `<phase>.epochs` against the recipe ("reduced" or "more");
+  * network: `model.name` and the recipe's size keys (WRN depth/width, LeNet rep_dim, ResNet26 adapters), and other
+    recipe facts (batch size, optimizer, lr, preprocessing, label mode, objective keys) against `RECIPES`;
+  * source weights (ADIB/ADRA, `transfer.source`): 'random' is a deviation; a `source` folder of a jaxad run (a
+    config.json beside it, e.g. configs/pretrain_resnet26_cifar100.py's stand-in) is a deviation ("self-trained"); a
+    folder that cannot be found when the report runs (tried as given, then relative to the repository), or that
+    holds no Orbax checkpoint, is a deviation ("cannot tell"); any other checkpoint folder is taken for the
+    converter's output of the released weights (the converter records no checksum, so it is recognised by
+    elimination), except where the paper's weights were never released (STL-10's 96x96 net: "unknown origin");
+  * a dataset standing in for the paper's (`papers.DATASET_STAND_INS`), a method or dataset without a recorded
+    recipe (then only the subsets are checked), runs repeating a seed, and a class mean over fewer than all classes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from jaxad import papers
+from jaxad.papers import config_value
+from jaxad.errors import UserError
+
+_CLASS_DIR = re.compile(r"^class_-?\d+$")
+_SKIP_DIRS = ("checkpoints",)
+# Keys that do not change a run's result (or are the run's identity): left out of the recipe fingerprint.
+_NOT_RECIPE = ("seed", "data.normal_class", "data.normal_classes", "data.data_dir", "data.source", "data.ood.data_dir",
+               "data.ood.source", "oe.data_dir", "oe.source", "reference.data_dir", "reference.source", "eval", "evals",
+               "threshold", "log_every_steps", "checkpoint_every_epochs", "multihost")
+_NUM_CLASSES = {"cifar10": 10, "mnist": 10, "fashion_mnist": 10, "stl10": 10, "svhn": 10, "caltech_birds2010": 200,
+                "caltech_birds2011": 200}
+_MEAN_PROTOCOLS = ("one_vs_rest", "leave_one_out")  # protocols whose papers average over classes
+# Files Orbax writes into every checkpoint folder (as jaxad.models.weights._ORBAX_MARKERS; that package imports jax).
+_ORBAX_MARKERS = ("_CHECKPOINT_METADATA", "_METADATA", "commit_success.txt")
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ReportError(UserError, ValueError):
+  """A path, workdir or file the report cannot use; the message says which and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One finished run (a workdir with config.json and summary.json).
+
+  Attributes:
+    path: the workdir.
+    config: config.json as a dict.
+    summary: summary.json as a dict ('<split>/<scorer>/<metric>' -> value, fractions).
+    method: `papers.method_key(config)`, e.g. 'ssl_multitask/G+J'.
+    dataset, protocol, klass: `data.name`, `papers.protocol_key`, `papers.class_key`.
+    seed: `config.seed`.
+    deviations: `deviations(config)`.
+    fingerprint: hash of the config without seed, class, paths and logging keys (runs of one recipe share it).
+  """
+
+  path: str
+  config: dict
+  summary: dict
+  method: str
+  dataset: str
+  protocol: str
+  klass: int | None
+  seed: int
+  deviations: tuple[str, ...]
+  fingerprint: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One table row: a group of runs (one class, or the mean over classes) and one scorer.
+
+  Attributes:
+    method, scorer, dataset, protocol: as in `papers.Published`.
+    klass: the normal class; None for a mean over classes or a protocol without classes (OOD).
+    classes: the classes the row covers (one for a class row).
+    is_mean: whether the row is the mean over `classes`.
+    metric: the summary.json metric.
+    n: runs (seeds) averaged; for a mean row, the seeds that every class has (used for std).
+    seeds: the runs' seeds, sorted (repeats kept).
+    mean, std: percent; std is None below two runs (for a mean row: two seeds that every class has).
+    paper, paper_std, paper_source: the published value in percent, its std and "<paper> <table>", or None.
+    deviations: every way the runs differ from the paper's recipe; empty = none found.
+    config_id: first 8 hex digits of the recipe fingerprint.
+    workdirs: the runs' workdirs.
+    total_classes: for a mean row, the dataset's number of classes (None if unknown).
+  """
+
+  method: str
+  scorer: str
+  dataset: str
+  protocol: str
+  klass: int | None
+  classes: tuple[int, ...]
+  is_mean: bool
+  metric: str
+  n: int
+  seeds: tuple[int, ...]
+  mean: float
+  std: float | None
+  paper: float | None
+  paper_std: float | None
+  paper_source: str | None
+  deviations: tuple[str, ...]
+  config_id: str
+  workdirs: tuple[str, ...]
+
+  total_classes: int | None = None
+
+  @property
+  def label(self) -> str:
+    """The class column: 'K', 'mean (k/N)' or '-' (no class)."""
+    if self.is_mean:
+      return f"mean ({len(self.classes)}/{self.total_classes or '?'})"
+    return "-" if self.klass is None else str(self.klass)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Finding and reading workdirs.
+
+
+def _kind(path: str) -> str:
+  """'parent' (class_K sub-workdirs), 'run', 'no_summary', 'no_config' or 'folder'."""
+  try:
+    names = os.listdir(path)
+  except OSError as e:
+    raise ReportError(f"cannot read {path}: {e.strerror} (errno {e.errno}); check its permissions.") from None
+  if any(_CLASS_DIR.match(n) and os.path.isdir(os.path.join(path, n)) for n in names):
+    return "parent"
+  has_config, has_summary = "config.json" in names, "summary.json" in names
+  if has_config and has_summary:
+    return "run"
+  if has_config:
+    return "no_summary"
+  if has_summary:
+    return "no_config"
+  return "folder"
+
+
+_WHY = {
+    "no_summary": "has config.json but no summary.json: the run has not finished or failed (finish it, re-score it "
+                  "with `python -m jaxad.main --mode=eval --config=... --workdir=DIR`, or leave it out)",
+    "no_config": "has summary.json but no config.json: the report cannot tell its method or recipe (restore "
+                 "config.json from the run, or leave the workdir out)",
+}
+
+
+def _walk(path: str, found: list[str], skipped: list[tuple[str, str]], seen: set[str]) -> None:
+  real = os.path.realpath(path)
+  if real in seen:  # a symlink loop or the same folder given twice
+    return
+  seen.add(real)
+  kind = _kind(path)
+  if kind == "run":
+    found.append(path)
+    return
+  if kind in _WHY:
+    skipped.append((path, _WHY[kind]))
+    return
+  for name in sorted(os.listdir(path)):
+    sub = os.path.join(path, name)
+    if name.startswith(".") or name in _SKIP_DIRS or not os.path.isdir(sub):
+      continue
+    _walk(sub, found, skipped, seen)
+
+
+def find_workdirs(paths: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:
+  """The finished workdirs under `paths`, and the unfinished ones met while recursing, as (path, reason).
+
+  A path given explicitly must exist, be a folder, and hold at least one finished run; a workdir given explicitly
+  must be complete. Unfinished workdirs found *below* a given folder (a benchmark still writing) are skipped.
+
+  Raises:
+    ReportError: naming the path and what to pass instead.
+  """
+  paths = list(paths)
+  if not paths:
+    raise ReportError("no workdirs given: pass one or more workdirs (folders with config.json and summary.json) or "
+                      "folders of workdirs.")
+  found, skipped, seen = [], [], set()
+  for path in paths:
+    if not os.path.exists(path):
+      raise ReportError(f"{path} does not exist: pass a workdir (a folder with config.json and summary.json) or a "
+                        "folder of workdirs.")
+    if not os.path.isdir(path):
+      raise ReportError(f"{path} is a file, not a workdir: pass the folder that holds config.json and summary.json, "
+                        "or a folder of workdirs.")
+    kind = _kind(path)
+    if kind in _WHY:
+      raise ReportError(f"workdir {path} {_WHY[kind]}.")
+    if os.path.realpath(path) in seen:  # given twice, or inside a folder given before
+      continue
+    before, skipped_before = len(found), len(skipped)
+    _walk(path, found, skipped, seen)
+    if len(found) == before:
+      unfinished = skipped[skipped_before:]
+      more = (f"; {len(unfinished)} unfinished workdir(s) below it, e.g. {unfinished[0][0]}, which "
+              f"{unfinished[0][1]}" if unfinished else "")
+      raise ReportError(f"no runs found under {path}: no folder below it holds both config.json and summary.json"
+                        f"{more}.")
+  return found, skipped
+
+
+def _read_json(path: str, what: str) -> dict:
+  try:
+    with open(path) as f:
+      value = json.load(f)
+  except json.JSONDecodeError as e:
+    raise ReportError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}): re-write the run's {what} (re-run "
+                      "it or `python -m jaxad.main --mode=eval`) or leave the workdir out.") from None
+  except OSError as e:
+    raise ReportError(f"cannot read {path}: {e.strerror} (errno {e.errno}).") from None
+  if not isinstance(value, dict):
+    raise ReportError(f"{path} holds a {type(value).__name__}, not the JSON object of a run's {what}.")
+  return value
+
+
+def load_run(workdir: str) -> Run:
+  """The `Run` of one finished workdir (config.json and summary.json).
+
+  Raises:
+    ReportError: a file is missing, is not JSON, or is not a jaxad run's config / summary.
+  """
+  for name, why in (("config.json", "no_config"), ("summary.json", "no_summary")):
+    if not os.path.isfile(os.path.join(workdir, name)):
+      raise ReportError(f"workdir {workdir} {_WHY[why]}.")
+  config = _read_json(os.path.join(workdir, "config.json"), "config")
+  summary = _read_json(os.path.join(workdir, "summary.json"), "summary")
+  if "method" not in config or not isinstance(config.get("data"), dict):
+    raise ReportError(f"{workdir}/config.json has no 'method' or 'data': not the config.json of a jaxad run.")
+  summary = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+  return Run(path=workdir, config=config, summary=summary, method=papers.method_key(config),
+             dataset=str(config["data"].get("name", "?")), protocol=papers.protocol_key(config),
+             klass=papers.class_key(config), seed=int(config.get("seed", 0)), deviations=tuple(deviations(config)),
+             fingerprint=fingerprint(config))
+
+
+def collect(paths: Iterable[str] | str, *, skipped: list[tuple[str, str]] | None = None) -> list[Run]:
+  """Every finished run under `paths` (workdirs, `class_K` parents, folders of workdirs), in path order.
+
+  Args:
+    paths: one path or several.
+    skipped: if given, receives (path, reason) for each unfinished workdir found below a given folder.
+
+  Raises:
+    ReportError: a path that does not exist, is a file, is an incomplete workdir, or holds no finished run.
+  """
+  found, unfinished = find_workdirs([paths] if isinstance(paths, str) else paths)
+  if skipped is not None:
+    skipped.extend(unfinished)
+  return [load_run(w) for w in found]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Deviations from the paper's recipe.
+
+
+def _plain(config) -> dict:
+  """A ConfigDict or dict as plain JSON-like data (tuples as lists), as config.json stores it."""
+  if hasattr(config, "to_dict"):
+    config = config.to_dict()
+  return json.loads(json.dumps(config, default=list))
+
+
+def fingerprint(config: Mapping[str, Any]) -> str:
+  """sha1 of the config without the keys in `_NOT_RECIPE`: runs that differ only by seed or class share it."""
+  c = _plain(config)
+  for key in _NOT_RECIPE:
+    *parents, last = key.split(".")
+    node = c
+    for p in parents:
+      node = node.get(p) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+      node.pop(last, None)
+  return hashlib.sha1(json.dumps(c, sort_keys=True).encode()).hexdigest()
+
+
+def _same(a, b) -> bool:
+  if isinstance(a, bool) or isinstance(b, bool):
+    return a is b or a == b and type(a) is type(b)
+  if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
+  return a == b
+
+
+def _fmt(v) -> str:
+  if isinstance(v, float):
+    return f"{v:g}"
+  return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+
+
+def describe_network(model: Mapping[str, Any]) -> str:
+  """'WRN-16-4', 'lenet_cifar10 (rep_dim 128)', 'ResNet26 (resnet26_transferad, adapters)', ... from `config.model`."""
+  name = model.get("name", "?")
+  if name == "wide_resnet":
+    return f"WRN-{model.get('depth', '?')}-{model.get('width', '?')}"
+  if str(name).startswith("lenet"):
+    return f"{name} (rep_dim {model.get('rep_dim', '?')})"
+  if str(name).startswith("resnet26"):
+    return f"ResNet26 ({name}{', adapters' if model.get('adapters') else ''})"
+  return str(name)
+
+
+def _source_deviation(config: Mapping[str, Any], by_dataset: Mapping[str, papers.SourceRecipe]) -> list[str]:
+  recipe = by_dataset.get(str(config_value(config, "data.name")))
+  if recipe is None:
+    return []
+  source = config_value(config, "transfer.source")
+  if source in (None, "", "random"):
+    return [f"random initialisation instead of source weights (transfer.source={source!r}; recipe: {recipe.what})"]
+  candidates = [source] if os.path.isabs(source) else [os.path.abspath(source), os.path.join(_REPO, source)]
+  path = next((p for p in candidates if os.path.isdir(p)), None)
+  if path is None:
+    return [f"source weights {source} not found when the report ran: cannot tell whether they are the paper's "
+            f"(recipe: {recipe.what})"]
+  if not any(os.path.exists(os.path.join(path, m)) for m in _ORBAX_MARKERS):
+    return [f"source weights {source} hold no Orbax checkpoint: cannot tell whether they are the paper's (recipe: "
+            f"{recipe.what})"]
+  beside = os.path.join(os.path.dirname(os.path.normpath(path)), "config.json")
+  if os.path.isfile(beside):  # `<workdir>/source` of a jaxad run (configs/pretrain_resnet26_*.py)
+    try:
+      with open(beside) as f:
+        trained = json.load(f)
+      what = f"a jaxad {trained.get('method', '?')} run on {config_value(trained, 'data.name', '?')}"
+    except (OSError, ValueError, AttributeError):
+      what = "a jaxad run"
+    return [f"self-trained source weights {source} ({what}), not the paper's (recipe: {recipe.what})"]
+  if not recipe.released:
+    return [f"source weights {source} of unknown origin: the paper's were never released (recipe: {recipe.what})"]
+  return []
+
+
+def _fact_deviation(config: Mapping[str, Any], fact: papers.Fact) -> list[str]:
+  if fact.kind == "source":
+    return _source_deviation(config, fact.value)
+  if fact.kind == "network" and isinstance(fact.value, dict):
+    model = config_value(config, fact.key, {}) or {}
+    if all(_same(model.get(k), v) for k, v in fact.value.items()):
+      return []
+    recipe = describe_network({**model, **fact.value})
+    return [f"network {describe_network(model)} (recipe {recipe}: {fact.origin})"]
+  missing = object()
+  value = config_value(config, fact.key, missing)
+  if value is missing:
+    return [f"{fact.key} missing from config.json (recipe {_fmt(fact.value)}: {fact.origin})"]
+  if _same(value, fact.value):
+    return []
+  if fact.kind == "subset":
+    return [f"subset: {fact.key}={_fmt(value)} (recipe: all)"]
+  if fact.kind == "epochs" and isinstance(value, (int, float)):
+    how = "reduced" if value < fact.value else "more"
+    return [f"{how} epochs: {fact.key}={_fmt(value)} (recipe {_fmt(fact.value)}: {fact.origin})"]
+  prefix = "network " if fact.kind == "network" else ""
+  return [f"{prefix}{fact.key}={_fmt(value)} (recipe {_fmt(fact.value)}: {fact.origin})"]
+
+
+def applicable_facts(method: str, dataset: str) -> tuple[papers.Fact, ...]:
+  """The recipe facts a run of `method` on `dataset` is checked against (dataset-specific facts replace general
+  ones with the same key); only `papers.COMMON` when there is no recipe for the pair."""
+  recipe = papers.RECIPES.get(method)
+  if recipe is None or dataset not in recipe.datasets:
+    return papers.COMMON
+  chosen: dict[str, papers.Fact] = {f.key: f for f in papers.COMMON}
+  for fact in recipe.facts:  # general facts first, then the dataset's own
+    if not fact.datasets:
+      chosen[fact.key] = fact
+  for fact in recipe.facts:
+    if dataset in fact.datasets:
+      chosen[fact.key] = fact
+  return tuple(chosen.values())
+
+
+def deviations(config) -> list[str]:
+  """Every way a run's config differs from its paper's recipe (`jaxad.papers.RECIPES`), in words; [] = none.
+
+  Args:
+    config: a run's config.json as a dict, or an `ml_collections.ConfigDict`.
+
+  Returns:
+    One line per deviation: subsets, reduced (or more) epochs per phase, a different network, random / self-trained
+    / unverifiable source weights, other recipe facts, a stand-in dataset, or a missing recipe.
+  """
+  config = _plain(config)
+  method = str(config.get("method", "?"))
+  dataset = str(config_value(config, "data.name", "?"))
+  out = []
+  recipe = papers.RECIPES.get(method)
+  if recipe is None:
+    out.append(f"no paper recipe recorded for method {method!r} (jaxad/papers.py RECIPES): only subsets checked")
+  elif dataset not in recipe.datasets:
+    out.append(f"no recipe recorded for {method} on {dataset!r} (recorded: {', '.join(recipe.datasets)}): only "
+               "subsets checked")
+  if dataset in papers.DATASET_STAND_INS:
+    out.append(papers.DATASET_STAND_INS[dataset][1])
+  order = {"subset": 0, "epochs": 1, "network": 2, "source": 3}
+  facts = sorted(applicable_facts(method, dataset), key=lambda f: order.get(f.kind, 4))
+  for fact in facts:
+    out += _fact_deviation(config, fact)
+  return out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The table.
+
+
+def _num_classes_of(dataset: str, label_mode: str = "fine") -> int | None:
+  if dataset == "cifar100":
+    return 20 if label_mode == "coarse" else 100
+  return _NUM_CLASSES.get(dataset)
+
+
+def _union(lists: Iterable[Iterable[str]]) -> list[str]:
+  out = []
+  for items in lists:
+    for item in items:
+      if item not in out:
+        out.append(item)
+  return out
+
+
+def _repeats(seeds: Iterable[int]) -> list[str]:
+  seeds = list(seeds)
+  rep = sorted({s for s in seeds if seeds.count(s) > 1})
+  return [f"repeated seed: {s} ({seeds.count(s)} runs)" for s in rep]
+
+
+def table(runs: Sequence[Run], metric: str = "auroc", *, split: str = "test",
+          scorers: Iterable[str] | None = None) -> list[Row]:
+  """Rows of mean +- std over seeds per (method, dataset, protocol, recipe, scorer, class), plus class means.
+
+  Args:
+    runs: from `collect`.
+    metric: a summary.json metric ('auroc', 'ap', 'max_ba', 'eer', 'apcer_at_bpcer', 'f1_max').
+    split: the evaluated split of the summary keys '<split>/<scorer>/<metric>'.
+    scorers: only these scorers (None = all).
+
+  Returns:
+    Rows sorted by dataset, protocol, method, recipe, scorer and class; the class mean last in its group.
+
+  Raises:
+    ReportError: no run has the metric (or one of `scorers`).
+  """
+  wanted = set(scorers) if scorers else None
+  groups: dict[tuple, dict[int | None, list[tuple[int, float, Run]]]] = {}
+  for run in runs:
+    for key, value in run.summary.items():
+      parts = key.split("/")
+      if len(parts) != 3 or parts[0] != split or parts[2] != metric or (wanted and parts[1] not in wanted):
+        continue
+      gkey = (run.dataset, run.protocol, run.method, run.fingerprint, parts[1])
+      groups.setdefault(gkey, {}).setdefault(run.klass, []).append((run.seed, 100.0 * value, run))
+  if not groups:
+    available = sorted({k.split("/")[2] for r in runs for k in r.summary if k.count("/") == 2})
+    names = sorted({k.split("/")[1] for r in runs for k in r.summary if k.count("/") == 2})
+    raise ReportError(f"no run has '{split}/<scorer>/{metric}'" + (f" for scorers {sorted(wanted)}" if wanted else "")
+                      + f" in summary.json; metrics found: {available or 'none'}; scorers found: {names or 'none'}.")
+  rows = []
+  for (dataset, protocol, method, fp, scorer), by_class in sorted(
+      groups.items(), key=lambda g: tuple(str(x) for x in g[0])):
+    label_mode = str(config_value(by_class[next(iter(by_class))][0][2].config, "data.label_mode", "fine"))
+    class_rows = []
+    for klass in sorted(by_class, key=lambda k: (k is None, k if k is not None else 0)):
+      items = by_class[klass]
+      values = np.array([v for _, v, _ in items])
+      seeds = tuple(sorted(s for s, _, _ in items))
+      pub = papers.lookup(method, scorer, dataset, protocol, klass, metric)
+      class_rows.append(Row(
+          method=method, scorer=scorer, dataset=dataset, protocol=protocol, klass=klass,
+          classes=() if klass is None else (klass,), is_mean=False, metric=metric, n=len(items), seeds=seeds,
+          mean=float(values.mean()), std=float(values.std()) if len(items) > 1 else None,
+          paper=pub and pub.value, paper_std=pub and pub.std, paper_source=pub and pub.source,
+          deviations=tuple(_union([r.deviations for _, _, r in items]) + _repeats(seeds)), config_id=fp[:8],
+          workdirs=tuple(r.path for _, _, r in items)))
+    rows += class_rows
+    classes = sorted(k for k in by_class if k is not None)
+    pub = papers.lookup(method, scorer, dataset, protocol, None, metric)
+    if protocol in _MEAN_PROTOCOLS and classes and (len(classes) >= 2 or pub is not None):
+      rows.append(_mean_row(by_class, classes, class_rows, pub, label_mode))
+  return rows
+
+
+def _mean_row(by_class, classes, class_rows, pub, label_mode) -> Row:
+  """The mean over classes: mean of the class means; std over the seeds every class has (of their class means)."""
+  first = class_rows[0]
+  per_seed_class = {k: {} for k in classes}
+  for k in classes:
+    for seed, value, _ in by_class[k]:
+      per_seed_class[k].setdefault(seed, []).append(value)
+  common = sorted(set.intersection(*(set(per_seed_class[k]) for k in classes)))
+  seed_means = [np.mean([np.mean(per_seed_class[k][s]) for k in classes]) for s in common]
+  total = _num_classes_of(first.dataset, label_mode)
+  devs = _union(r.deviations for r in class_rows if r.klass is not None)
+  if total is None or len(classes) < total:
+    devs.append(f"classes: {len(classes)} of {total or 'unknown'} ({', '.join(map(str, classes))}); the paper "
+                "averages over all")
+  return Row(
+      method=first.method, scorer=first.scorer, dataset=first.dataset, protocol=first.protocol, klass=None,
+      classes=tuple(classes), is_mean=True, metric=first.metric, n=len(common), seeds=tuple(common),
+      mean=float(np.mean([r.mean for r in class_rows if r.klass is not None])),
+      std=float(np.std(seed_means)) if len(common) > 1 else None, paper=pub and pub.value, paper_std=pub and pub.std,
+      paper_source=pub and pub.source, deviations=tuple(devs), config_id=first.config_id,
+      workdirs=tuple(w for r in class_rows for w in r.workdirs), total_classes=total)
+
+
+def _cell(text: str) -> str:
+  return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(rows: Sequence[Row], *, legend: bool = True) -> str:
+  """The rows as a markdown table (values in percent), with a legend under it unless `legend=False`.
+
+  A 'config' column (the recipe fingerprint) appears when two rows would otherwise look alike.
+  """
+  if not rows:
+    raise ReportError("no rows to print: no run matched.")
+  metric = rows[0].metric
+  keys = [(r.dataset, r.protocol, r.method, r.scorer, r.label) for r in rows]
+  with_config = len(set(keys)) < len(keys)
+  head = ["dataset", "protocol", "method", "scorer", "class", "n", f"{metric.upper()} % (mean ± std)", "paper %",
+          "paper source", "deviations from the paper's recipe"] + (["config"] if with_config else [])
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for r in rows:
+    value = f"{r.mean:.1f}" + (f" ± {r.std:.1f}" if r.std is not None else "")
+    paper = "n/a" if r.paper is None else f"{r.paper:.1f}" + (f" ± {r.paper_std:.1f}" if r.paper_std else "")
+    cells = [r.dataset, r.protocol, r.method, r.scorer, r.label, str(r.n), value, paper, r.paper_source or "",
+             "; ".join(r.deviations) or "none"] + ([r.config_id] if with_config else [])
+    lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+  if legend:
+    lines += ["", f"{metric.upper()} in percent: mean ± population std over seeds (n runs, no std below 2; a class "
+              "mean's std and n use the seeds every class has). Paper values and recipes: jaxad/papers.py. A row "
+              "with any deviation is not a reproduction of the paper's number."]
+  return "\n".join(lines) + "\n"
+
+
+def to_json(rows: Sequence[Row], *, skipped: Sequence[tuple[str, str]] = ()) -> dict:
+  """The rows as JSON-ready data (percent), with the skipped unfinished workdirs."""
+  out = []
+  for r in rows:
+    d = dataclasses.asdict(r)
+    d["label"] = r.label
+    out.append(d)
+  return {"units": "percent", "metric": rows[0].metric if rows else None, "rows": out,
+          "skipped": [{"path": p, "reason": why} for p, why in skipped]}
+
+
+def _write(path: str, text: str, runs: Sequence[Run], flag: str) -> None:
+  target = os.path.realpath(path)
+  if os.path.isdir(target):
+    raise ReportError(f"{flag}={path} is a folder; give a file name, e.g. {os.path.join(path, 'results.md')}.")
+  protected = {os.path.realpath(os.path.join(r.path, n)) for r in runs for n in ("config.json", "summary.json")}
+  if target in protected:
+    raise ReportError(f"{flag}={path} is a run's own file; give another file name.")
+  try:
+    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+    with open(path, "w") as f:
+      f.write(text)
+  except OSError as e:
+    raise ReportError(f"cannot write {flag}={path}: {e.strerror} (errno {e.errno}); pick a writable path.") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """`python -m jaxad.report WORKDIR... [--metric M] [--split S] [--scorers a,b] [--markdown OUT] [--json OUT]`.
+
+  Args:
+    argv: the arguments without the program name (None = sys.argv[1:]).
+
+  Returns:
+    0, or 2 after one `jaxad.report: error: ...` line on stderr.
+  """
+  parser = argparse.ArgumentParser(prog="python -m jaxad.report", description=__doc__.split("\n\n")[0].strip())
+  parser.add_argument("workdirs", nargs="+", help="workdirs, class_K parents or folders of workdirs")
+  parser.add_argument("--metric", default="auroc", help="summary.json metric (auroc, ap, max_ba, eer, ...)")
+  parser.add_argument("--split", default="test", help="evaluated split in summary.json (default: test)")
+  parser.add_argument("--scorers", default="", help="comma-separated scorers to keep (default: all)")
+  parser.add_argument("--markdown", default="", help="also write the markdown table to this file")
+  parser.add_argument("--json", default="", help="also write the rows as JSON to this file")
+  args = parser.parse_args(argv)
+  skipped: list[tuple[str, str]] = []
+  try:
+    runs = collect(args.workdirs, skipped=skipped)
+    rows = table(runs, args.metric, split=args.split,
+                 scorers=[s.strip() for s in args.scorers.split(",") if s.strip()] or None)
+    text = markdown(rows)
+    if args.markdown:
+      _write(args.markdown, text, runs, "--markdown")
+    if args.json:
+      _write(args.json, json.dumps(to_json(rows, skipped=skipped), indent=2) + "\n", runs, "--json")
+  except ReportError as e:
+    print(f"jaxad.report: error: {e}", file=sys.stderr)
+    return 2
+  for path, why in skipped:
+    print(f"jaxad.report: skipped {path}: it {why}", file=sys.stderr)
+  print(text, end="")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

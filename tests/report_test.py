@@ -1,0 +1,334 @@
+"""`python -m jaxad.report` on fake workdirs: statistics against NumPy, paper values, deviations, errors, the CLI.
+
+No training: each workdir is a config.json (a real one from configs/, or /tmp/ssl_rl's when a runlocal run left it)
+and a summary.json with made-up numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+from jaxad import papers, report
+from jaxad.config import load_config
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+REAL_RUNLOCAL = pathlib.Path("/tmp/ssl_rl/config.json")  # left by a runlocal run of configs/ssl_cifar10.py
+
+
+def _config(spec: str) -> dict:
+  return json.loads(load_config(str(REPO / "configs" / spec)).to_json())
+
+
+@pytest.fixture(scope="module")
+def ssl_runlocal() -> dict:
+  """A runlocal G+J CIFAR-10 config for class 1: the real config.json of /tmp/ssl_rl when present, else built."""
+  if REAL_RUNLOCAL.exists():
+    return json.loads(REAL_RUNLOCAL.read_text())
+  return _config("ssl_cifar10.py:normal_class=1,runlocal")
+
+
+@pytest.fixture(scope="module")
+def ssl_full() -> dict:
+  return _config("ssl_cifar10.py")
+
+
+def _workdir(root: pathlib.Path, name: str, config: dict, summary: dict | None, **changes) -> pathlib.Path:
+  """A fake workdir with config.json (with `changes`: 'data.normal_class'=3, ...) and summary.json (None: none)."""
+  config = copy.deepcopy(config)
+  for key, value in changes.items():
+    *parents, last = key.split(".")
+    node = config
+    for p in parents:
+      node = node[p]
+    node[last] = value
+  path = root / name
+  path.mkdir(parents=True)
+  (path / "config.json").write_text(json.dumps(config))
+  if summary is not None:
+    (path / "summary.json").write_text(json.dumps(summary))
+  return path
+
+
+def _summary(auroc: dict[str, float], eer: float = 0.25) -> dict:
+  out = {}
+  for scorer, a in auroc.items():
+    out.update({f"test/{scorer}/auroc": a, f"test/{scorer}/eer": eer, f"test/{scorer}/ap": 0.9})
+  return out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Statistics.
+
+
+def test_mean_std_over_seeds_and_classes_match_numpy(tmp_path, ssl_runlocal):
+  rng = np.random.default_rng(0)
+  values = {(k, s): rng.uniform(0.5, 1.0) for k in (1, 3) for s in (1, 2, 3)}
+  values[(3, 4)] = 0.99  # class 3 has a fourth seed: it counts for the class row, not for the mean row's std
+  for (k, s), v in values.items():
+    _workdir(tmp_path, f"c{k}_s{s}", ssl_runlocal, _summary({"multitask": v, "jigsaw": 1 - v}),
+             **{"data.normal_class": k, "seed": s})
+  runs = report.collect(str(tmp_path))
+  assert len(runs) == 7
+  rows = report.table(runs)
+  multitask = {r.label: r for r in rows if r.scorer == "multitask"}
+  assert sorted(multitask) == ["1", "3", "mean (2/10)"]
+  for k, seeds in ((1, (1, 2, 3)), (3, (1, 2, 3, 4))):
+    v = np.array([values[(k, s)] for s in seeds]) * 100
+    row = multitask[str(k)]
+    assert row.n == len(seeds) and row.seeds == seeds
+    np.testing.assert_allclose([row.mean, row.std], [v.mean(), v.std(ddof=0)], rtol=1e-12)
+  per_seed = [np.mean([values[(1, s)], values[(3, s)]]) * 100 for s in (1, 2, 3)]
+  class_means = [np.mean([values[(1, s)] for s in (1, 2, 3)]), np.mean([values[(3, s)] for s in (1, 2, 3, 4)])]
+  mean_row = multitask["mean (2/10)"]
+  assert mean_row.is_mean and mean_row.classes == (1, 3) and mean_row.n == 3 and mean_row.seeds == (1, 2, 3)
+  np.testing.assert_allclose([mean_row.mean, mean_row.std], [np.mean(class_means) * 100, np.std(per_seed)],
+                             rtol=1e-12)
+  # The paper's numbers (Jezequel et al. Table 3) beside them; the mean row says it covers 2 of 10 classes.
+  assert (multitask["1"].paper, multitask["3"].paper, mean_row.paper) == (96.3, 74.2, 88.2)
+  assert multitask["1"].paper_source == "Jezequel et al. Table 3"
+  assert any(d.startswith("classes: 2 of 10") for d in mean_row.deviations)
+  jigsaw = [r for r in rows if r.scorer == "jigsaw"]
+  assert all(r.paper is None for r in jigsaw)  # the paper reports only the combined score
+  np.testing.assert_allclose(jigsaw[0].mean, np.mean([1 - values[(1, s)] for s in (1, 2, 3)]) * 100, rtol=1e-12)
+
+
+def test_runs_of_different_recipes_or_repeated_seeds_are_kept_apart(tmp_path, ssl_runlocal):
+  _workdir(tmp_path, "a", ssl_runlocal, _summary({"multitask": 0.7}))
+  _workdir(tmp_path, "b", ssl_runlocal, _summary({"multitask": 0.8}))  # the same seed again
+  _workdir(tmp_path, "c", ssl_runlocal, _summary({"multitask": 0.9}), **{"train.epochs": 5})
+  rows = [r for r in report.table(report.collect(str(tmp_path)), scorers=["multitask"]) if not r.is_mean]
+  assert [(r.n, round(r.mean, 6)) for r in sorted(rows, key=lambda r: r.mean)] == [(2, 75.0), (1, 90.0)]
+  repeated = next(r for r in rows if r.n == 2)
+  assert "repeated seed: 1 (2 runs)" in repeated.deviations
+  five = next(r for r in rows if r.n == 1)
+  assert any("train.epochs=5 (recipe 15" in d for d in five.deviations)
+  text = report.markdown(rows)
+  assert "| config |" in text.splitlines()[0]  # two rows look alike apart from their recipe
+
+
+def test_other_metric_and_eer(tmp_path, ssl_runlocal):
+  for s, e in ((1, 0.2), (2, 0.3)):
+    _workdir(tmp_path, f"s{s}", ssl_runlocal, _summary({"multitask": 0.8}, eer=e), seed=s)
+  row = report.table(report.collect(str(tmp_path)), "eer", scorers=["multitask"])[0]
+  np.testing.assert_allclose([row.mean, row.std], [25.0, 5.0], rtol=1e-12)
+  assert row.paper is None and row.metric == "eer"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The papers' numbers.
+
+
+def test_lookup_published_values():
+  assert papers.lookup("ssl_multitask/G+J", "multitask", "cifar10", "one_vs_rest", 1).value == 96.3
+  assert papers.lookup("geotrans", "dirichlet", "cifar10", "one_vs_rest", 0).value == 74.7
+  mocca = papers.lookup("mocca/soft", "hypersphere", "cifar10", "one_vs_rest", 1)
+  assert (mocca.value, mocca.std, mocca.table) == (74.6, 0.8, "Table I")
+  assert papers.lookup("dsvdd/hard", "hypersphere", "cifar10", "one_vs_rest", None).value == 64.8
+  adib = papers.lookup("adib", "oe_sigmoid", "cifar10", "one_vs_rest", 3)
+  assert (adib.value, adib.std, adib.source) == (97.0, 0.7, "Deecke et al. 2021 Table 5")
+  assert papers.lookup("adra/oe=svhn", "oe_sigmoid", "cifar10", "one_vs_rest", None).value == 75.3
+  assert papers.lookup("adib", "oe_sigmoid", "cifar10", "leave_one_out", None, "ap").value == 74.6
+  assert papers.lookup("adib", "oe_sigmoid", "stl10", "leave_one_out", 0, "ap").value == 41.4
+  assert papers.lookup("adib", "oe_sigmoid", "stl10", "leave_one_out", 0, "auroc") is None  # Table 3 is AP only
+  assert papers.lookup("ssl_multitask/G+J", "multitask", "cifar10", "ood:svhn", None).value == 98.8
+  assert papers.lookup("ssl_multitask/G+J", "multitask", "cifar10", "ood:cifar100", None).value == 83.4
+  assert papers.lookup("ssl_multitask/J", "multitask", "cifar100", "one_vs_rest", None).value == 80.1
+  assert papers.lookup("deep_sad/10%", "hypersphere", "cifar100", "one_vs_rest", None).value == 89.1
+  assert papers.lookup("mhrot", "mhrot", "mnist", "one_vs_rest", None).value == 95.2
+  # CUB-200-2011 stands in for the paper's CUB-200 (2010): the lookup finds the paper's number.
+  assert papers.lookup("ssl_multitask/G+J", "multitask", "caltech_birds2011", "one_vs_rest", None).value == 83.2
+  assert papers.lookup("mhrot", "mhrot", "cifar10", "one_vs_rest", None) is None  # not in the paper
+
+
+def test_per_class_tables_agree_with_the_papers_means():
+  """Each per-class table averages to the mean the paper prints next to it (to its rounding): catches a typo."""
+  per_class, means = {}, {}
+  for p in papers.PUBLISHED:
+    key = (p.method, p.scorer, p.dataset, p.protocol, p.metric, p.paper)
+    if p.klass is None:
+      means.setdefault(key, []).append(p.value)
+    else:
+      per_class.setdefault(key, {})[p.klass] = p.value
+  assert len(per_class) == 10  # MOCCA x4, Deecke Table 5 x2 and Table 3 x2, Jezequel Table 3 x2
+  for key, by_class in per_class.items():
+    assert sorted(by_class) == list(range(10)), key
+    (mean,) = means[key]
+    assert abs(np.mean(list(by_class.values())) - mean) <= 0.05 + 1e-9, key
+
+
+def test_method_and_protocol_keys():
+  assert papers.method_key(_config("mocca_cifar10.py")) == "mocca/soft"
+  assert papers.method_key(_config("dsvdd_cifar10.py")) == "dsvdd/hard"
+  assert papers.method_key(_config("deep_sad_cifar10.py:class_fraction=0.75")) == "deep_sad/75%"
+  assert papers.method_key(_config("adib_cifar10.py")) == "adib"
+  assert papers.method_key(_config("adra_cifar10.py:oe=svhn")) == "adra/oe=svhn"
+  assert papers.method_key(_config("ssl_cifar10.py:tasks=jigsaw")) == "ssl_multitask/J"
+  ood = _config("ssl_ood_cifar10.py:ood=cifar100")
+  assert (papers.protocol_key(ood), papers.class_key(ood)) == ("ood:cifar100", None)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Deviations.
+
+
+def test_deviations_of_a_runlocal_config(ssl_runlocal):
+  devs = report.deviations(ssl_runlocal)
+  assert devs == ["subset: data.train_limit=256 (recipe: all)", "subset: data.test_limit=200 (recipe: all)",
+                  "reduced epochs: train.epochs=2 (recipe 15: jaxad's choice (not in the paper), configs/common.py "
+                  "self_supervised())", "network WRN-10-1 (recipe WRN-16-4: Jezequel et al. section 3)"]
+  mocca = report.deviations(load_config(str(REPO / "configs/mocca_cifar10.py:runlocal")))  # a ConfigDict works too
+  assert [d.split(" (")[0] for d in mocca] == ["subset: data.train_limit=1024", "subset: data.test_limit=1000",
+                                               "reduced epochs: pretrain.epochs=2", "reduced epochs: train.epochs=2"]
+
+
+@pytest.mark.parametrize("spec", ["ssl_cifar10.py", "mocca_cifar10.py", "mocca_cifar10.py:boundary=hard",
+                                  "dsvdd_cifar10.py", "deep_sad_cifar10.py", "geotrans_cifar10.py",
+                                  "mhrot_cifar10.py:dataset=cifar100", "ssl_cifar100.py", "ssl_ood_cifar10.py"])
+def test_full_recipes_have_no_deviations(spec):
+  assert report.deviations(_config(spec)) == []
+
+
+def test_each_recipe_fact_is_checked(ssl_full):
+  def changed(**changes):
+    c = copy.deepcopy(ssl_full)
+    for key, value in changes.items():
+      *parents, last = key.split(".")
+      node = c
+      for p in parents:
+        node = node[p]
+      node[last] = value
+    return report.deviations(c)
+
+  assert changed(**{"train.epochs": 30}) == [
+      "more epochs: train.epochs=30 (recipe 15: jaxad's choice (not in the paper), configs/common.py "
+      "self_supervised())"]
+  assert changed(**{"train.batch_size": 64}) == ["train.batch_size=64 (recipe 32: Jezequel et al. section 3)"]
+  assert changed(**{"model.head_dropout": 0.0}) == ["network model.head_dropout=0 (recipe 0.3: Jezequel et al. "
+                                                    "section 3)"]
+  assert changed(**{"data.name": "cifar100", "data.label_mode": "fine"}) == [
+      "data.label_mode=fine (recipe coarse: Jezequel et al. Table 2: CIFAR-100's 20 super-classes)"]
+  assert changed(**{"data.name": "svhn"})[0].startswith("no recipe recorded for ssl_multitask on 'svhn'")
+  assert changed(**{"method": "hsc", "data.test_limit": 10}) == [
+      "no paper recipe recorded for method 'hsc' (jaxad/papers.py RECIPES): only subsets checked",
+      "subset: data.test_limit=10 (recipe: all)"]
+  birds = report.deviations(_config("ssl_caltech_birds.py"))  # batch 16 is the recipe there; the data stands in
+  assert birds == [papers.DATASET_STAND_INS["caltech_birds2011"][1]]
+
+
+def test_source_weight_rule(tmp_path):
+  adib = _config("adib_cifar10.py")
+  assert adib["transfer"]["source"] == "random"
+  assert report.deviations(adib) == [
+      "random initialisation instead of source weights (transfer.source='random'; recipe: "
+      + papers.RECIPES["adib"].facts[1].value["cifar10"].what + ")"]
+
+  def source_devs(path):
+    c = copy.deepcopy(adib)
+    c["transfer"]["source"] = str(path)
+    return report.deviations(c)
+
+  converted = tmp_path / "weights" / "resnet26_transferad"  # what the converter writes: an Orbax checkpoint
+  converted.mkdir(parents=True)
+  (converted / "_CHECKPOINT_METADATA").write_text("{}")
+  assert source_devs(converted) == []
+  trained = tmp_path / "src_c100"  # `<workdir>/source` of configs/pretrain_resnet26_cifar100.py
+  (trained / "source").mkdir(parents=True)
+  (trained / "source" / "_METADATA").write_text("{}")
+  (trained / "config.json").write_text(json.dumps({"method": "supervised", "data": {"name": "cifar100"}}))
+  (dev,) = source_devs(trained / "source")
+  assert dev.startswith(f"self-trained source weights {trained / 'source'} (a jaxad supervised run on cifar100)")
+  (dev,) = source_devs(tmp_path / "missing")
+  assert "not found when the report ran: cannot tell" in dev
+  (dev,) = source_devs(tmp_path / "weights")  # a folder, but no checkpoint in it
+  assert "hold no Orbax checkpoint" in dev
+  stl = copy.deepcopy(adib)
+  stl["data"]["name"], stl["oe"]["name"], stl["transfer"]["source"] = "stl10", "stl10", str(converted)
+  (dev,) = report.deviations(stl)
+  assert "of unknown origin: the paper's were never released" in dev
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Finding workdirs and errors.
+
+
+def test_collect_recurses_into_class_folders_and_skips_unfinished(tmp_path, ssl_runlocal):
+  parent = tmp_path / "sweep" / "multi"  # data.normal_classes=(1, 3): class_K sub-workdirs, no config.json on top
+  parent.mkdir(parents=True)
+  (parent / "summary.json").write_text(json.dumps({"class_1/test/multitask/auroc": 0.8,
+                                                   "mean/test/multitask/auroc": 0.8}))
+  for k in (1, 3):
+    _workdir(parent, f"class_{k}", ssl_runlocal, _summary({"multitask": 0.8}), **{"data.normal_class": k})
+  _workdir(tmp_path / "sweep" / "checkpoints", "x", ssl_runlocal, _summary({"multitask": 0.8}))  # never searched
+  _workdir(tmp_path / "sweep", "running", ssl_runlocal, None)  # a benchmark still writing it
+  skipped = []
+  runs = report.collect([str(tmp_path / "sweep")], skipped=skipped)
+  assert sorted(r.klass for r in runs) == [1, 3]
+  why = report._WHY["no_summary"]  # pylint: disable=protected-access
+  assert skipped == [(str(tmp_path / "sweep" / "running"), why)]
+  assert len(report.collect([str(parent), str(parent / "class_1")])) == 2  # given twice: counted once
+
+
+def test_errors_name_the_path_and_the_fix(tmp_path, ssl_runlocal):
+  def error(*paths):
+    with pytest.raises(report.ReportError) as e:
+      report.collect(list(paths))
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+  assert "does not exist" in error(str(tmp_path / "nope"))
+  (tmp_path / "file.txt").write_text("x")
+  assert "is a file, not a workdir" in error(str(tmp_path / "file.txt"))
+  (tmp_path / "empty").mkdir()
+  assert error(str(tmp_path / "empty")).startswith(f"no runs found under {tmp_path / 'empty'}")
+  unfinished = _workdir(tmp_path, "unfinished", ssl_runlocal, None)
+  assert "has config.json but no summary.json" in error(str(unfinished))
+  only = tmp_path / "only"
+  _workdir(only, "r", ssl_runlocal, None)
+  assert "1 unfinished workdir(s) below it" in error(str(only))
+  no_config = tmp_path / "no_config"
+  no_config.mkdir()
+  (no_config / "summary.json").write_text("{}")
+  assert "has summary.json but no config.json" in error(str(no_config))
+  broken = _workdir(tmp_path, "broken", ssl_runlocal, {})
+  (broken / "summary.json").write_text("{not json")
+  assert "summary.json is not valid JSON" in error(str(broken))
+  assert "no workdirs given" in error()
+  good = _workdir(tmp_path, "good", ssl_runlocal, _summary({"multitask": 0.7}))
+  with pytest.raises(report.ReportError, match=r"no run has 'test/<scorer>/f1_max'.*metrics found: \['ap', 'auroc'"):
+    report.table(report.collect(str(good)), "f1_max")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Command line.
+
+
+def test_cli_end_to_end(tmp_path, ssl_runlocal, capsys):
+  runs = tmp_path / "runs"
+  for s, v in ((1, 0.70), (2, 0.80)):
+    _workdir(runs, f"gj_s{s}", ssl_runlocal, _summary({"multitask": v}), seed=s)
+  md, js = tmp_path / "out" / "table.md", tmp_path / "out" / "rows.json"
+  assert report.main([str(runs), "--scorers=multitask", f"--markdown={md}", f"--json={js}"]) == 0
+  out = capsys.readouterr().out
+  assert out == md.read_text()
+  row = next(line for line in out.splitlines() if "| 1 |" in line)
+  assert row.split(" | ")[6:8] == ["75.0 ± 5.0", "96.3"]
+  assert "reduced epochs: train.epochs=2" in row and "network WRN-10-1" in row
+  data = json.loads(js.read_text())
+  assert data["units"] == "percent" and [r["label"] for r in data["rows"]] == ["1", "mean (1/10)"]
+  np.testing.assert_allclose([data["rows"][0]["mean"], data["rows"][0]["std"]], [75.0, 5.0], rtol=1e-12)
+  assert data["rows"][1]["paper"] == 88.2
+
+  assert report.main([str(tmp_path / "nope")]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("jaxad.report: error: ") and err.count("\n") == 1
+  config_json = runs / "gj_s1" / "config.json"
+  assert report.main([str(runs), f"--markdown={config_json}"]) == 2  # never overwrites a run's file
+  assert "a run's own file" in capsys.readouterr().err
+  assert json.loads(config_json.read_text())["method"] == "ssl_multitask"
+  assert os.path.getsize(config_json) > 100
