@@ -61,6 +61,10 @@ def _config_file(argv) -> str | None:
 
 
 def _parse_flags(argv):
+  # config_flags loads the file as module 'config_config' with the deprecated `load_module`, which re-executes a file
+  # into an existing module of that name: a second parse in one process (tests, notebooks) would keep the previous
+  # file's get_config when the new file has none. Start from a fresh module every time.
+  sys.modules.pop(f"{_CONFIG.name}_config", None)
   try:
     return flags.FLAGS(argv)
   except Exception as e:  # pylint: disable=broad-except
