@@ -138,9 +138,42 @@ def write(out, results):
     rows.append(f"| {dataset} | {k} | {method} ({scorer}) | {len(a)} | {statistics.mean(a):.1f} ± {std:.1f} | "
                 f"{paper_value(method, scorer, dataset, k)} | {b['trunk']}, {b['train_images']} imgs x "
                 f"{b['epochs']} ep |")
+  summary = summary_rows(results)
   with open(os.path.splitext(out)[0] + ".md", "w") as f:
-    f.write("\n".join(rows) + "\n")
-  print("\n".join(rows), flush=True)
+    f.write("\n".join(summary) + "\n\n" + "\n".join(rows) + "\n")
+  print("\n".join(summary), flush=True)
+
+
+def summary_rows(results):
+  """One row per method (its main score), one column per class: jaxad mean ± std over seeds / the paper's value."""
+  dataset = results[0]["dataset"]
+  classes = sorted({r["normal_class"] for r in results})
+  head = [f"class {k}: jaxad / paper" for k in classes]
+  rows = [f"| {dataset}: method (score) | " + " | ".join(head) + " | mean of these classes: jaxad / paper |",
+          "|---" * (len(classes) + 2) + "|"]
+  for method, (_, _, scorers, _) in METHODS.items():
+    scorer = scorers[0]
+    cells, means, papers = [], [], []
+    for k in classes:
+      a = [100 * r["auroc"][scorer] for r in results if r["method"] == method and r["normal_class"] == k]
+      if not a:
+        cells.append("-")
+        continue
+      p = PAPER.get((method, scorer), {}).get(dataset)
+      paper = p[k] if isinstance(p, list) else None
+      papers.append(paper)
+      means.append(statistics.mean(a))
+      std = statistics.pstdev(a) if len(a) > 1 else 0.0
+      cells.append(f"{statistics.mean(a):.1f} ± {std:.1f} (n={len(a)}) / {'n/a' if paper is None else paper}")
+    if not means:
+      continue
+    p = PAPER.get((method, scorer), {}).get(dataset)
+    if isinstance(p, list) and None not in papers:
+      paper_mean = f"{statistics.mean(papers):.1f}"
+    else:
+      paper_mean = "n/a" if p is None else f"{p:.1f} (all classes)"
+    rows.append(f"| {method} ({scorer}) | " + " | ".join(cells) + f" | **{statistics.mean(means):.1f}** / {paper_mean} |")
+  return rows
 
 
 if __name__ == "__main__":

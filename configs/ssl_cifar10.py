@@ -14,8 +14,9 @@ Not in the paper, from ss-ood's MHRot (reference_implementations.md section 5.1)
 5e-4, per-step cosine decay; inputs scaled to [-1, 1]; shifts of 8 px with a reflect-101 border (cv2's); random
 horizontal flips of the training images; BatchNorm momentum 0.9 (PyTorch's 0.1), He-normal (fan-out) convolutions.
 jaxad's own choices: 15 epochs; jigsaw cells of 10 px at 32x32 (the central 30x30), patches of 8 px (margin 2,
-offsets uniform in [0, 2] for training, centred for scoring); the two non-identity permutations chosen greedily for
-maximal Hamming distance from a pool drawn with seed 0 (`jaxad.data.pretext.jigsaw_permutations`).
+offsets uniform in [0, 2] for training, centred for scoring; the gaps are 0, mid-grey in [-1, 1]); the two
+non-identity permutations chosen greedily for maximal Hamming distance from a pool drawn with seed 0
+(`jaxad.data.pretext.jigsaw_permutations`).
 Paper (Table 3): mean AUROC 88.2 over the ten classes (airplane 75.1, automobile 96.3, bird 84.8, ...).
 """
 
