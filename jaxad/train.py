@@ -9,6 +9,7 @@ last step (resuming from its latest checkpoint), a `FitPhase` is fitted once; ea
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -298,6 +299,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, mode:
   if mode not in MODES:
     raise ConfigError(f"--mode must be one of {MODES} here, got {mode!r}.")
   validate(config)  # every value, in every mode: before any data is loaded, any workdir made or any step run
+  if mode == "train":
+    check_workdir(workdir)
   classes = tuple(config.data.get("normal_classes", ()) or ())
   if not classes:
     return run_one(config, workdir, mode)
@@ -318,6 +321,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, mode:
       f.write(table + "\n")
     print(table)
   return summary
+
+
+def check_workdir(workdir: str) -> None:
+  """One clear error, before any data is loaded, when `workdir` cannot be a folder this process writes into."""
+  path = os.path.abspath(workdir)
+  existing = path
+  while not os.path.exists(existing):  # the nearest existing ancestor: where the workdir would be created
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    what = "is a file" if existing == path else f"is below the file {existing}"
+    raise ConfigError(f"--workdir={workdir} {what}, not a folder: pass a folder path (it is created if missing).")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ConfigError(f"--workdir={workdir}: {existing} is not writable by this user (errno {errno.EACCES}, "
+                      "permission denied): pick a writable folder or change its permissions.")
 
 
 def results_table(results: dict[int, dict[str, float]]) -> str:

@@ -276,3 +276,17 @@ def test_bad_values_in_a_config_file_are_one_line_in_train_and_eval_modes(tmp_pa
     assert code == 2 and "Traceback" not in stderr and len(errors) == 1, stderr
     assert "log_every_steps=0 is out of range: an int >= 1" in errors[0]
     assert not (tmp_path / "w").exists()
+
+
+def test_a_workdir_that_cannot_be_a_writable_folder_is_one_error_before_any_data(tmp_path, monkeypatch):
+  c = _with(_load("dsvdd_cifar10"), data__data_dir=str(tmp_path / "empty"))
+  (tmp_path / "afile").write_text("x")
+  for workdir, fragment in ((tmp_path / "afile", "is a file, not a folder"),
+                            (tmp_path / "afile" / "sub" / "w", f"is below the file {tmp_path / 'afile'}")):
+    with pytest.raises(ConfigError, match=fragment):
+      train.train_and_evaluate(c, str(workdir))
+  # Root may write anywhere, so the unwritable case stands in a refusing os.access.
+  monkeypatch.setattr(os, "access", lambda path, mode: False)
+  with pytest.raises(ConfigError, match=r"is not writable by this user \(errno 13"):
+    train.train_and_evaluate(c, str(tmp_path / "new" / "w"))
+  assert not (tmp_path / "new").exists()
