@@ -85,7 +85,7 @@ def _as_dict(out) -> dict:
 
 def _scores(predict, scorer, output, source) -> np.ndarray:
   """One scorer's raw outputs over a source: [N] or [N, P] scores, [N, K] logits or [N, D] features."""
-  return predict(scorer.on_output, (output.variables, output.extra), source)[scorer.key or "out"]
+  return raw_scores(predict, {"scorer": scorer}, {scorer.phase: output}, source)["scorer"]
 
 
 def raw_scores(predict, scorers, outputs, source) -> dict[str, np.ndarray]:
@@ -96,11 +96,11 @@ def raw_scores(predict, scorers, outputs, source) -> dict[str, np.ndarray]:
     if scorer.pass_id not in passes:
       output = outputs[scorer.phase]
       passes[scorer.pass_id] = predict(scorer.on_output, (output.variables, output.extra), source)
-    result = passes[scorer.pass_id]
-    if (scorer.key or "out") not in result:
-      raise KeyError(f"Scorer {name!r} reads {scorer.key or 'out'!r} of its scorer function's outputs, which has "
-                     f"only {sorted(result)}.")
-    out[name] = result[scorer.key or "out"]
+    result, key = passes[scorer.pass_id], scorer.key or "out"  # `predict` puts an array-valued fn's output at 'out'
+    if key not in result:
+      raise KeyError(f"Scorer {name!r} reads {key!r} of its scorer function's outputs, which has only "
+                     f"{sorted(result)}.")
+    out[name] = result[key]
   return out
 
 

@@ -54,6 +54,14 @@ def hypersphere_config(**objective) -> ml_collections.ConfigDict:
   return c
 
 
+def set_dotted(tree: dict, key: str, value, *, sep: str = ".") -> None:
+  """Sets `tree[a][b][c] = value` for `key='a.b.c'` (nested dicts, e.g. a config's `to_dict()` or config.json)."""
+  *parents, leaf = key.split(sep)
+  for p in parents:
+    tree = tree[p]
+  tree[leaf] = value
+
+
 def random_images(n=64, seed=0, shape=(28, 28, 1)) -> np.ndarray:
   return np.random.default_rng(seed).uniform(size=(n, *shape)).astype(np.float32)
 

@@ -17,6 +17,8 @@ import pytest
 from jaxad import papers, report
 from jaxad.config import load_config
 
+from helpers import set_dotted  # pylint: disable=g-bad-import-order
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 REAL_RUNLOCAL = pathlib.Path("/tmp/ssl_rl/config.json")  # left by a runlocal run of configs/ssl_cifar10.py
 
@@ -42,11 +44,7 @@ def _workdir(root: pathlib.Path, name: str, config: dict, summary: dict | None, 
   """A fake workdir with config.json (with `changes`: 'data.normal_class'=3, ...) and summary.json (None: none)."""
   config = copy.deepcopy(config)
   for key, value in changes.items():
-    *parents, last = key.split(".")
-    node = config
-    for p in parents:
-      node = node[p]
-    node[last] = value
+    set_dotted(config, key, value)
   path = root / name
   path.mkdir(parents=True)
   (path / "config.json").write_text(json.dumps(config))
@@ -198,11 +196,7 @@ def test_each_recipe_fact_is_checked(ssl_full):
   def changed(**changes):
     c = copy.deepcopy(ssl_full)
     for key, value in changes.items():
-      *parents, last = key.split(".")
-      node = c
-      for p in parents:
-        node = node[p]
-      node[last] = value
+      set_dotted(c, key, value)
     return report.deviations(c)
 
   assert changed(**{"train.epochs": 30}) == [

@@ -16,7 +16,7 @@ from jaxad import scores, train
 from jaxad.config import load_config
 from jaxad.data import pretext
 from jaxad.errors import ConfigError
-from jaxad.methods import geotrans, get_method, mhrot, ssl_multitask
+from jaxad.methods import get_method, mhrot, ssl_multitask
 from jaxad.methods.base import DataSpec
 
 from helpers import REPO
@@ -40,6 +40,13 @@ def _init(method, shape, seed=0):
   phase = method.phases[0]
   sample = {"image": jnp.zeros((2, *shape), jnp.float32)}
   return phase.init(jax.random.key(seed), sample, {}).variables
+
+
+def _built(name: str, seed: int):
+  """configs/<name>.py's runlocal method on 32x32x3 images, its initial variables (seed) and its network."""
+  c = _config(name)
+  method = get_method(c.method)(c, DataSpec((32, 32, 3), 10))
+  return method, _init(method, (32, 32, 3), seed), method.phases[0].model
 
 
 @pytest.mark.parametrize("name", SSL_CONFIGS)
@@ -67,10 +74,7 @@ def test_ablation_switch_picks_the_heads():
 def test_multitask_score_matches_numpy_over_the_transformed_copies():
   """The scorer against an independent loop: each task's copies through the network, softmax, true-class sums."""
   shape = (32, 32, 3)
-  c = _config("ssl_cifar10")
-  method = get_method("ssl_multitask")(c, DataSpec(shape, 10))
-  variables = _init(method, shape, seed=3)
-  model = method.phases[0].model
+  method, variables, model = _built("ssl_cifar10", seed=3)
   images = jax.random.normal(jax.random.key(1), (3, *shape))
   out = {k: np.asarray(v) for k, v in method.scorers["multitask"].fn(variables, {}, {"image": images}).items()}
 
@@ -116,10 +120,7 @@ def test_mhrot_score_is_the_negated_sum_over_36_combinations():
 
 def test_mhrot_scorer_applies_each_combination_as_translate_then_rotate():
   shape = (32, 32, 3)
-  c = _config("mhrot_cifar10")
-  method = get_method("mhrot")(c, DataSpec(shape, 10))
-  variables = _init(method, shape, seed=2)
-  model = method.phases[0].model
+  method, variables, model = _built("mhrot_cifar10", seed=2)
   images = jax.random.normal(jax.random.key(4), (2, *shape))
   got = np.asarray(method.scorers["mhrot"].fn(variables, {}, {"image": images})["mhrot"])
   want = np.zeros(2)
@@ -144,10 +145,7 @@ def test_fit_dirichlet_matches_a_direct_likelihood_maximisation():
 
 def test_geotrans_scores_from_its_72_copies():
   shape = (32, 32, 3)
-  c = _config("geotrans_cifar10")
-  method = get_method("geotrans")(c, DataSpec(shape, 10))
-  variables = _init(method, shape, seed=5)
-  model = method.phases[0].model
+  method, variables, model = _built("geotrans_cifar10", seed=5)
   images = jax.random.normal(jax.random.key(6), (2, *shape))
   alpha = jnp.asarray(np.random.default_rng(3).uniform(0.5, 3.0, (72, 72)), jnp.float32)
   out = method.scorers["dirichlet"].fn(variables, {"alpha": alpha}, {"image": images})

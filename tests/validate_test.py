@@ -21,7 +21,7 @@ from jaxad.errors import ConfigError, DataError
 from jaxad.methods import METHODS, get_method
 from jaxad.methods.base import DataSpec, TrainPhase
 
-from helpers import REPO, config_file, jaxad_main_in_process  # pylint: disable=g-bad-import-order
+from helpers import REPO, config_file, jaxad_main_in_process, set_dotted  # pylint: disable=g-bad-import-order
 
 # Arguments some configs need to load at all (their data or source weights are checked by get_config itself).
 _REQUIRED_ARGS = {"adib_stl10": "source=random,data_source=tfds", "adra_stl10": "source=random,data_source=tfds",
@@ -37,11 +37,7 @@ def _with(config: ml_collections.ConfigDict, **overrides) -> ml_collections.Conf
   """A copy with dotted keys ('train__epochs' for train.epochs) set to any value, whatever the field's type."""
   d = config.to_dict()
   for dotted, value in overrides.items():
-    *parents, leaf = dotted.split("__")
-    node = d
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+    set_dotted(d, dotted, value, sep="__")
   return ml_collections.ConfigDict(d)
 
 

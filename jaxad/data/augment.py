@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxad.data import pretext
+
 
 def crop_flip_params(rng: jax.Array, n: int, *, pad: int = 4) -> tuple[jax.Array, jax.Array]:
   """(offsets int32 [n, 2] uniform in {0..2*pad}, flips bool [n] with probability 1/2)."""
@@ -41,8 +43,7 @@ def crop_flip_with(images: jax.Array, offsets: jax.Array, flips: jax.Array, *, p
   def crop(image, offset):
     return jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (h, w, c))
 
-  out = jax.vmap(crop)(padded, offsets)
-  return jnp.where(flips[:, None, None, None], out[:, :, ::-1], out)
+  return pretext.hflip(jax.vmap(crop)(padded, offsets), flips)
 
 
 def crop_flip(images: jax.Array, rng: jax.Array, *, pad: int = 4, fill: float | np.ndarray = 0.0) -> jax.Array:

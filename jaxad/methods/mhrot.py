@@ -30,7 +30,7 @@ import numpy as np
 from jaxad import losses, scores
 from jaxad.data import pretext
 from jaxad.methods.base import Method, Scorer, TrainPhase, apply_train, default_init
-from jaxad.methods.ssl_multitask import check_translation, flip_augment, wide_resnet
+from jaxad.methods.ssl_multitask import flip_augment, translation_set, wide_resnet
 
 HEADS = {"rotate": 4, "translate_x": 3, "translate_y": 3}
 # The 36 joint transforms (x-shift label, y-shift label, rotation), ss-ood's loop order.
@@ -49,12 +49,11 @@ def combination_score(probs: dict[str, jax.Array]) -> jax.Array:
 def method(config: ml_collections.ConfigDict, spec) -> Method:
   """[Train('train')] and the scorer 'mhrot' (plus 'rotate', 'translate_x', 'translate_y')."""
   t = config.objective.translation
-  shift = check_translation(t, tuple(spec.shape))
-  shifts = jnp.array([0, shift, -shift], jnp.int32)
+  shifts = jnp.array(translation_set(t, tuple(spec.shape)), jnp.int32)
   model = wide_resnet(config, HEADS)
 
   def translated(images, tx, ty):  # tx, ty: int labels [B]
-    return pretext.translate(images, shifts[tx], shifts[ty], border=t.border, max_shift=shift)
+    return pretext.translate(images, shifts[tx], shifts[ty], border=t.border)
 
   def loss_fn(params, ctx, batch):
     images = batch["image"]

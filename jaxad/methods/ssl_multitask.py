@@ -57,25 +57,25 @@ def wide_resnet(config: ml_collections.ConfigDict, heads: Mapping[str, int]):
                            head_dropout=m.head_dropout, conv_init=m.conv_init)
 
 
-def check_translation(t: ml_collections.ConfigDict, shape) -> int:
-  """The shift in pixels of `objective.translation` (0: a quarter of the image side, ss-ood's 8 at 32, 56 at 224)."""
+def translation_set(t: ml_collections.ConfigDict, shape) -> tuple[int, int, int]:
+  """The shifts (0, +s, -s) of `objective.translation`, label = position (s = t.shift; 0: a quarter of the image
+  side, ss-ood's 8 at 32 and 56 at 224)."""
   if t.border not in pretext.BORDERS:
     raise ConfigError(f"objective.translation.border must be one of {pretext.BORDERS}, got {t.border!r}.")
   shift = int(t.shift) or pretext.translation_shifts(int(shape[0]))[1]
   if not 0 < shift < min(shape[:2]):
     raise ConfigError(f"objective.translation.shift must be in (0, {min(shape[:2])}) for {shape[0]}x{shape[1]} "
                       f"images, got {t.shift}.")
-  return shift
+  return (0, shift, -shift)
 
 
-def geometric_views(shift: int, border: str) -> Views:
-  """Each geometric task's copies: x-shifts, y-shifts (0, +shift, -shift) and the four rotations."""
-  shifts = (0, shift, -shift)
+def geometric_views(shifts: tuple[int, int, int], border: str) -> Views:
+  """Each geometric task's copies: x-shifts, y-shifts (`shifts`) and the four rotations."""
 
   def views(images, rng):
     del rng
-    return {"translate_x": pretext.translations_x_all(images, shifts, border=border, max_shift=shift),
-            "translate_y": pretext.translations_y_all(images, shifts, border=border, max_shift=shift),
+    return {"translate_x": pretext.translations_x_all(images, shifts, border=border),
+            "translate_y": pretext.translations_y_all(images, shifts, border=border),
             "rotate": pretext.rotations_all(images)}
 
   return views
@@ -142,7 +142,7 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
   tasks = TASK_SETS[obj.tasks]
   shape = tuple(spec.shape)
   heads = {"translate_x": 3, "translate_y": 3, "rotate": 4}
-  geometric = geometric_views(check_translation(obj.translation, shape), obj.translation.border)
+  geometric = geometric_views(translation_set(obj.translation, shape), obj.translation.border)
   j = obj.jigsaw
   if "jigsaw" in tasks:
     if min(shape[:2]) // j.grid <= j.margin:
@@ -155,8 +155,10 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
   def views(images, rng):
     out = dict(geometric(images, rng)) if GEOMETRIC[0] in tasks else {}  # the task sets hold all three or none
     if "jigsaw" in tasks:
-      out["jigsaw"] = pretext.jigsaw_all(images, permutations, _jigsaw_offsets(rng, images.shape[0], j),
-                                         grid=j.grid, margin=j.margin, fill=0.0)
+      # Patches cut at a random offset in their cell for training, at its centre (offsets None) for scoring.
+      offsets = None if rng is None else pretext.jigsaw_offsets(jax.random.fold_in(rng, 2), images.shape[0],
+                                                                 grid=j.grid, margin=j.margin)
+      out["jigsaw"] = pretext.jigsaw_all(images, permutations, offsets, grid=j.grid, margin=j.margin, fill=0.0)
     return out
 
   model = wide_resnet(config, heads)
@@ -184,10 +186,3 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
       phases=[TrainPhase("train", model, config.train, loss_fn, mix={"normal": config.train.batch_size},
                          init=default_init(model), augment=flip_augment(config.augment.flip))],
       scorers={n: Scorer(score_fn, phase="train", key=n) for n in names})
-
-
-def _jigsaw_offsets(rng, batch: int, j) -> jax.Array:
-  """Patch offsets in each cell, int32 [B, g*g, 2]: uniform in [0, margin] for training, the centre for scoring."""
-  if rng is None:
-    return jnp.full((batch, j.grid * j.grid, 2), j.margin // 2, jnp.int32)
-  return jax.random.randint(jax.random.fold_in(rng, 2), (batch, j.grid * j.grid, 2), 0, j.margin + 1, jnp.int32)
