@@ -318,3 +318,136 @@ def ssl_baseline(args: ml_collections.ConfigDict, recipe) -> ml_collections.Conf
                 label_mode="coarse" if args.dataset == "cifar100" else "fine")
   recipe(c)
   return self_supervised_runlocal(c) if args.runlocal else c
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Andrews et al. 2016: deep features + linear one-class SVMs (jaxad.methods.deep_features).
+
+# Table 1: (normal digits, anomalous digits) of the MNIST tasks 1-4.
+ANDREWS_MNIST_TASKS = {1: ((5,), (2,)), 2: ((5,), (0, 2, 4, 6, 8)), 3: ((1, 3, 5, 7, 9), (2,)),
+                       4: ((1, 3, 5, 7, 9), (0, 2, 4, 6, 8))}
+ANDREWS_VGG_LAYERS = ("P5", "FC6", "FC7", "FC8")
+ANDREWS_ARGS = dict(task=1, layer="all", trial=0, weights="default", runlocal=False)
+VGG_DOWNLOAD = ("wget http://www.vlfeat.org/matconvnet/models/imagenet-{arch}.mat && python "
+                "third_party_weights/convert_matconvnet.py --input imagenet-{arch}.mat --output {path} (see "
+                "third_party_weights/README.md), or pass weights=random for the random-init floor")
+
+
+def deep_features(model: str, *, weights: str, weights_hint: str = "", layers=ANDREWS_VGG_LAYERS,
+                  input_scaling: str = "matconvnet", input_size: int = 224) -> ml_collections.ConfigDict:
+  """Every key the method reads: a frozen `model` with `weights` ('' = random init), its features `layers`, and the
+  paper's 21 values of nu in [0.01, 0.99]; evaluated by the 'ocsvm' evaluator (AUROC averaged over nu)."""
+  c = ml_collections.ConfigDict()
+  c.method = "deep_features"
+  c.data = default_data_config(preprocess="unit")
+  c.model = dict(name=model, kwargs={}, weights=weights, weights_hint=weights_hint, dont_load=(),
+                 input_scaling=input_scaling, input_size=input_size)
+  c.objective = dict(layers=tuple(layers), nus=tuple(round(0.01 + 0.049 * i, 3) for i in range(21)))
+  _run_keys(c, log_every_steps=50)
+  c.eval.batch_size = 64
+  c.evals = dict(test=dict(kind="ocsvm", source="test"))
+  return c
+
+
+def andrews_mnist(args: ml_collections.ConfigDict, arch: str) -> ml_collections.ConfigDict:
+  """Andrews et al.'s MNIST task `args.task` (Table 1) on MatConvNet's VGG-F / VGG-M: 2,048 normal training images,
+  512 + 512 test images fixed across trials, `args.trial` picks the training sample."""
+  if args.task not in ANDREWS_MNIST_TASKS:
+    raise ConfigError(f"task must be one of {sorted(ANDREWS_MNIST_TASKS)} (Andrews et al. Table 1), got {args.task}.")
+  layers = ANDREWS_VGG_LAYERS if args.layer == "all" else (args.layer,)
+  if not set(layers) <= set(ANDREWS_VGG_LAYERS):
+    raise ConfigError(f"layer must be 'all' or one of {ANDREWS_VGG_LAYERS}, got {args.layer!r}.")
+  path = {"default": f"weights/{arch}", "random": ""}.get(args.weights, args.weights)
+  c = deep_features(arch, weights=path, layers=layers,
+                    weights_hint=VGG_DOWNLOAD.format(arch=arch.replace("_", "-"), path=path or f"weights/{arch}"))
+  normal, anomalous = ANDREWS_MNIST_TASKS[args.task]
+  c.data.update(name="mnist", protocol="class_sets", protocol_seed=args.trial)
+  c.data.class_sets.update(normal=normal, anomalous=anomalous, train_size=2048, test_normal=512, test_anomalous=512)
+  if args.runlocal:  # tests: 64 + 32 + 32 images, 3 nus
+    c.data.class_sets.update(train_size=64, test_normal=32, test_anomalous=32)
+    c.objective.nus = (0.1, 0.5, 0.9)
+  return c
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Minhas & Zelek 2019: an ImageNet network fine-tuned as a 2-way normal / anomaly classifier (jaxad.methods.finetune).
+
+MINHAS_ARGS = dict(anomaly_class=0, dataset="cifar10", weights="default", layout="keras", test="sample", seed=0,
+                   runlocal=False)
+MINHAS_DATASETS = ("cifar10", "mnist")
+_KERAS_H5 = ("https://storage.googleapis.com/tensorflow/keras-applications/{family}/"
+             "{arch}_weights_tf_dim_ordering_tf_kernels.h5")
+_TORCH = {"densenet169": "https://download.pytorch.org/models/densenet169-b2777c0a.pth",
+          "resnet152": "https://download.pytorch.org/models/resnet152-394f9c45.pth",
+          "inception_v4": "http://data.lip6.fr/cadene/pretrainedmodels/inceptionv4-8e4777a0.pth"}
+# backbone -> (input size, trainable regex, {layout: (model kwargs, input scaling, converter, download URL)}).
+# The trainable regexes are jaxad's choice (the paper: "the earlier layers are kept frozen", not which): the last
+# block of each network and the new head train, as the configs' docstrings explain.
+MINHAS_BACKBONES = {
+    "densenet169": (224, r"^(denseblock4|final_bn|head)/", {
+        "keras": ({"weights": "keras"}, "torch", "convert_keras.py",
+                  _KERAS_H5.format(family="densenet", arch="densenet169")),
+        "torchvision": ({"weights": "torchvision"}, "torch", "convert_torch_imagenet.py", _TORCH["densenet169"])}),
+    "resnet152": (224, r"^(stage4|head)/", {
+        "keras": ({"weights": "keras"}, "caffe", "convert_keras.py",
+                  _KERAS_H5.format(family="resnet", arch="resnet152")),
+        "torchvision": ({"weights": "torchvision"}, "torch", "convert_torch_imagenet.py", _TORCH["resnet152"])}),
+    "inception_v4": (299, r"^(inception_c\d+|head)/", {
+        "cadene": ({}, "tf", "convert_torch_imagenet.py", _TORCH["inception_v4"])}),
+}
+
+
+def finetune(model: str, *, kwargs: dict, weights: str, weights_hint: str, input_scaling: str, input_size: int,
+             trainable: str) -> ml_collections.ConfigDict:
+  """Every key the method reads, with the paper's recipe: SGD lr 1e-3, Keras decay 1e-6 (per step), Nesterov
+  momentum 0.9, batch 16, 50 epochs, the best epoch on a held-out 10% of the labelled training images (jaxad's
+  choice: the paper keeps "the best model" without saying on what), parameters matching `trainable` train."""
+  c = ml_collections.ConfigDict()
+  c.method = "finetune"
+  c.data = default_data_config(protocol="anomaly_vs_rest_sample", preprocess="unit", val_fraction=0.1)
+  c.data.anomaly_vs_rest = dict(test="sample")  # 'sample': the paper's balanced test set; 'all': the whole test split
+  c.model = dict(name=model, kwargs={**kwargs, "num_classes": 2}, weights=weights, weights_hint=weights_hint,
+                 dont_load=(r"^params/head/",), input_scaling=input_scaling, input_size=input_size)
+  c.keep = "best_val"
+  c.train = optim(epochs=50, batch_size=16, optimizer="sgd", lr=1e-3,
+                  optimizer_kwargs=dict(momentum=0.9, nesterov=True), schedule="keras_decay",
+                  schedule_kwargs=dict(decay=1e-6), trainable=((trainable, True), (".*", False)))
+  _run_keys(c, log_every_steps=100)
+  c.eval.batch_size = 64
+  # decision_threshold 0.5 on the anomaly probability = the 2-way classifier's argmax: confusion matrix, precision,
+  # recall and F1 beside AUROC (the paper's Tables IV-VI).
+  c.evals = dict(test=dict(kind="anomaly", source="test", decision_threshold=0.5))
+  return c
+
+
+def minhas(args: ml_collections.ConfigDict, backbone: str) -> ml_collections.ConfigDict:
+  """Minhas & Zelek's run of `backbone` on `args.dataset` with anomaly class `args.anomaly_class`.
+
+  `args.weights`: 'default' = weights/<backbone>_<layout> (converted as `model.weights_hint` says), 'random' = random
+  init, or a path; `args.layout` picks the weight file family ('keras' as in the paper, or 'torchvision'; Inception-V4
+  has only 'cadene', the PyTorch port of the TF-slim weights the Keras port also used).
+  """
+  if args.dataset not in MINHAS_DATASETS:
+    raise ConfigError(f"dataset must be one of {MINHAS_DATASETS} (Minhas & Zelek Tables I-II), got {args.dataset!r}.")
+  size, trainable, layouts = MINHAS_BACKBONES[backbone]
+  layout = "cadene" if backbone == "inception_v4" and args.layout == "keras" else args.layout  # its only layout
+  if layout not in layouts:
+    raise ConfigError(f"layout={args.layout!r} is not valid for {backbone}: one of {sorted(layouts)}.")
+  kwargs, scaling, converter, url = layouts[layout]
+  default = f"weights/{backbone}_{layout}"
+  path = {"default": default, "random": ""}.get(args.weights, args.weights)
+  file = url.rsplit("/", 1)[-1]
+  hint = (f"wget {url} && python third_party_weights/{converter} --arch {backbone} --input {file} --output "
+          f"{path or default} (see third_party_weights/README.md), or pass weights=random for the random-init floor")
+  c = finetune(backbone, kwargs=kwargs, weights=path, weights_hint=hint, input_scaling=scaling, input_size=size,
+               trainable=trainable)
+  c.data.update(name=args.dataset, normal_class=args.anomaly_class, protocol_seed=args.seed)
+  c.data.anomaly_vs_rest.test = args.test
+  c.seed = args.seed + 1
+  if args.runlocal:  # tests: 64 labelled training images (16 of them 'val'), 64 test images, small inputs, 2 epochs
+    c.data.update(train_limit=64, test_limit=64, val_fraction=0.25)
+    c.model.input_size = 75 if backbone == "inception_v4" else 32  # Inception's valid convs need >= 75
+    c.train.epochs = 2
+    c.eval.batch_size = 32
+    c.log_every_steps = 1
+  return c

@@ -8,7 +8,12 @@ checkpoint intact.
 Each finished step (and each phase output) gets a manifest, `jaxad_manifest.json`: the size and sha256 of every
 other file in its folder. A restore checks it first; a step whose files do not match (flipped bytes, truncated or
 missing files) or that orbax cannot read is moved aside (never deleted) to `<directory>/corrupt-<step>` and the
-previous step is tried. A step without a manifest (written by an older jaxad) is restored as before.
+previous step is tried. A step without a manifest (written by an older jaxad) is restored as before. A step whose
+weights, statistics or optimizer state hold NaN or inf is moved aside the same way: jaxad never saves one (training
+stops at a non-finite loss first), so such a step was damaged after it was written.
+
+Each step and output also holds the config of the run that wrote it (`jaxad_config.json`, covered by the manifest),
+so a workdir that lost its `config.json` still knows what it was trained with (`saved_config`).
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxad import files
 from jaxad.errors import UserError
 
 _FIELDS = ("step", "params", "batch_stats", "opt_state", "extra", "loss_sum", "best")
+_FINITE_FIELDS = ("params", "batch_stats", "opt_state")  # `best` starts at inf; `extra` may hold inf by design
 MANIFEST = "jaxad_manifest.json"
+CONFIG_FILE = "jaxad_config.json"
 _MANIFEST_FORMAT = "jaxad-checkpoint-manifest/1"
 
 
@@ -103,7 +111,7 @@ def _has_manifest(folder: str) -> bool:
   return os.path.isfile(os.path.join(folder, MANIFEST))
 
 
-def _move_aside(src: str, dst: str) -> str:
+def move_aside(src: str, dst: str) -> str:
   """Renames `src` to `dst` (or `dst-2`, `dst-3`, ... when taken); returns the new path. Nothing is deleted."""
   target, n = dst, 1
   while os.path.lexists(target):
@@ -116,8 +124,10 @@ def _move_aside(src: str, dst: str) -> str:
 class Checkpointer:
   """Saves and restores one training phase's `TrainState` under `directory`."""
 
-  def __init__(self, directory: str, *, max_to_keep: int = 2):
+  def __init__(self, directory: str, *, max_to_keep: int = 2, config: dict | None = None):
+    """`config` (the run's config as a JSON-able dict) is stored in every step as `jaxad_config.json`."""
     self.directory = os.path.abspath(directory)
+    self._config = config
     self._max_to_keep = max_to_keep
     self._pending: list[int] = []  # saved steps whose manifest waits for orbax to finish them
     self._manager = self._new_manager()
@@ -140,6 +150,7 @@ class Checkpointer:
     for step in pending:
       folder = self._step_dir(step)
       if os.path.isdir(folder) and not _has_manifest(folder):  # the step may already be rotated out
+        _write_config(folder, self._config)
         write_manifest(folder)
 
   def latest_step(self) -> int | None:
@@ -148,11 +159,13 @@ class Checkpointer:
   def save(self, state) -> None:
     self._finish_pending()
     step = int(state.step)
-    self._manager.save(step, args=ocp.args.StandardSave({f: getattr(state, f) for f in _FIELDS}))
+    tree = {f: getattr(state, f) for f in _FIELDS}
+    files.check_free_space(self.directory, files.tree_nbytes(tree), f"checkpoint step {step}")
+    self._manager.save(step, args=ocp.args.StandardSave(tree))
     self._pending.append(step)
 
   def _set_aside(self, step: int, why: str) -> str:
-    moved = _move_aside(self._step_dir(step), os.path.join(self.directory, f"corrupt-{step}"))
+    moved = move_aside(self._step_dir(step), os.path.join(self.directory, f"corrupt-{step}"))
     _log(f"checkpoint step {step} in {self.directory} is corrupt ({why}); moved it aside to {moved}.")
     self._manager.reload()  # forget the moved step: latest_step() is then the next newest
     return moved
@@ -181,7 +194,9 @@ class Checkpointer:
                 "deleted.") from e
           why = f"orbax cannot read it: {type(e).__name__}: {_one_line(e)}"
         else:
-          return state.replace(**restored)
+          why = _non_finite({k: restored[k] for k in _FINITE_FIELDS})
+          if why is None:
+            return state.replace(**restored)
       moved.append(self._set_aside(step, why))
     if not moved:
       raise UserError(f"No checkpoint to restore in {self.directory}.")
@@ -198,12 +213,44 @@ class Checkpointer:
     self._manager.close()
 
 
+def _non_finite(tree) -> str | None:
+  """'holds NaN/inf in <leaf>' for the first float leaf of `tree` with a non-finite value, else None."""
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    a = np.asarray(leaf)
+    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+      return f"holds NaN/inf in {jax.tree_util.keystr(path)}, which jaxad never saves"
+  return None
+
+
+def _write_config(folder: str, config: dict | None) -> None:
+  if config is not None:
+    with open(os.path.join(folder, CONFIG_FILE), "w") as f:
+      json.dump(config, f, indent=1, sort_keys=True)
+
+
+def saved_config(workdir: str) -> tuple[dict, str] | None:
+  """(config, path) of the newest `jaxad_config.json` in the checkpoints under `workdir`, or None if there is none."""
+  found = []
+  for root, dirs, names in os.walk(os.path.join(workdir, "checkpoints")):
+    dirs[:] = [d for d in dirs if not d.startswith("corrupt-") and not d.endswith("-corrupt")]
+    if CONFIG_FILE in names:
+      path = os.path.join(root, CONFIG_FILE)
+      found.append((os.path.getmtime(path), path))
+  for _, path in sorted(found, reverse=True):
+    try:
+      with open(path) as f:
+        return json.load(f), path
+    except (OSError, ValueError):
+      continue
+  return None
+
+
 def _one_line(e: BaseException, limit: int = 200) -> str:
   s = " ".join(str(e).split())
   return s if len(s) <= limit else s[:limit - 3] + "..."
 
 
-def save_output(directory: str, output) -> None:
+def save_output(directory: str, output, *, config: dict | None = None) -> None:
   """Saves a phase's `Output` (variables and extra) as one orbax checkpoint with a manifest; an existing one is
   replaced.
 
@@ -213,10 +260,12 @@ def save_output(directory: str, output) -> None:
   tree = {"variables": jax.tree.map(np.asarray, dict(output.variables)), "extra": jax.tree.map(np.asarray,
                                                                                                 output.extra)}
   directory = os.path.abspath(directory)
+  files.check_free_space(os.path.dirname(directory), files.tree_nbytes(tree), "a phase output")
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(directory, tree, force=True)
     ckptr.wait_until_finished()
   if jax.process_index() == 0:
+    _write_config(directory, config)
     write_manifest(directory)
 
 
@@ -243,9 +292,12 @@ def restore_output(directory: str):
         raise UserError(f"Could not restore the phase output in {directory}: it does not exist.") from None
       why = f"orbax cannot read it: {type(e).__name__}: {_one_line(e)}"
     else:
-      to_host = lambda t: jax.tree.map(np.asarray, t)
-      return Output(to_host(tree["variables"]), to_host(tree.get("extra", {})))
-  moved = _move_aside(directory, directory + "-corrupt")
+      why = _non_finite(tree["variables"])
+      if why is None:
+        to_host = lambda t: jax.tree.map(np.asarray, t)
+        return Output(to_host(tree["variables"]), to_host(tree.get("extra", {})))
+  moved = move_aside(directory, directory + "-corrupt")
   _log(f"phase output {directory} is corrupt ({why}); moved it aside to {moved}.")
   raise UserError(f"The phase output in {directory} was corrupt ({why}) and was moved aside to {moved} (nothing was "
-                  "deleted). Start the run again: that phase will be redone (from its latest intact checkpoint).")
+                  "deleted). Run the same command with --mode=train: that phase will be redone (from its latest intact "
+                  "checkpoint).")

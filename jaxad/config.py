@@ -3,10 +3,38 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import ml_collections
 
 from jaxad.errors import ConfigError, UserError
+
+
+# Keys that may change between a run and its resumption: where the data is, logging and checkpoint cadence.
+RESUMABLE_KEYS = frozenset({"data.data_dir", "data.source", "multihost", "log_every_steps",
+                            "checkpoint_every_epochs", "eval.batch_size"})
+
+
+def flat_dict(d: Mapping, prefix: str = "") -> dict:
+  """`{'a.b': v}` for a nested dict `{'a': {'b': v}}`."""
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, Mapping):
+      out.update(flat_dict(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def config_diff(before: Mapping, now: Mapping) -> list[str]:
+  """The dotted keys whose values differ between a run's saved config and the config it is resumed with.
+
+  Keys in `RESUMABLE_KEYS` may differ. A key missing from `before` was added to jaxad after that run was made: it
+  is tolerated, so that upgrading jaxad does not strand old workdirs (the run behaved as the key's default did).
+  """
+  before, now = flat_dict(before), flat_dict(now)
+  diff = sorted(k for k in now if k in before and before[k] != now[k] and k not in RESUMABLE_KEYS)
+  return diff + sorted(k for k in before if k not in now)
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:

@@ -7,11 +7,15 @@ named source and writes `<source>/<scorer>/<metric>` entries into `summary.json`
   (`jaxad.reductions`), against the source's labels: AUROC, AP, max balanced accuracy, EER, APCER@BPCER 5%,
   F1-max (`jaxad.metrics.summarize`), and the small-modes primary/secondary AUROCs where the source marks them.
   Also `scores.npz` (raw scores, labels, classes), `roc.png`, `scores.png` (histograms with the decision
-  threshold), `extremes_<scorer>.png` (the most and least anomalous images) and `threshold.json`.
+  threshold), `extremes_<scorer>.png` (the most and least anomalous images) and `threshold.json`. With
+  `decision_threshold` t set (a classifier's own decision, e.g. 0.5 on a 2-way softmax probability = its argmax), also
+  the confusion matrix of `score > t` and its precision, recall, F1 and accuracy (`decisions`).
 * `kind='classification'`: top-1 / top-5 accuracy of a 'logits' scorer against the source's classes
   (`<source>/top1`, `<source>/top5`) and `predictions.npz`.
-* `kind='ocsvm'`: a linear one-class SVM on a 'features' scorer's unit-normalised features of the 'normal' source,
-  AUROC on the evaluated source averaged over `nus` (Andrews et al. 2016): `<source>/<scorer>/ocsvm_auroc`.
+* `kind='ocsvm'`: Andrews et al.'s AUROC averaged over the nu of linear one-class SVMs,
+  `<source>/<scorer>/ocsvm_auroc` (and its min and max over nu). A 'nu_scores' scorer brings SVMs a phase has
+  fitted (`jaxad.methods.deep_features`: [N, P] scores, one column per nu; per-nu AUROCs in `ocsvm.json`); for a
+  'features' scorer the evaluator fits them itself on the 'normal' source's unit-normalised features (`nus`).
 
 `threshold.json` is what a user needs to apply a model later (`--mode=predict`): per scorer, the decision threshold
 = the `threshold.quantile` of held-out normal scores (the 'val' source when the run has one, else a fixed subset of
@@ -29,7 +33,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxad import metrics, parallel, plots, reductions
+from jaxad import files, metrics, parallel, plots, reductions
 from jaxad.data import Source, fixed_subset, pipeline
 from jaxad.data.examples import device_fields
 from jaxad.errors import ConfigError
@@ -47,7 +51,7 @@ def save_data_spec(workdir: str, sources: Mapping[str, Source]) -> None:
   spec = {"shape": list(normal.shape), "raw_shape": list(np.shape(normal.examples[0]["image"])),
           "num_classes": int(normal.num_classes), "preprocess": normal.preprocess.to_dict()}
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, DATA_SPEC_FILE), "w") as f:
+    with files.atomic_open(os.path.join(workdir, DATA_SPEC_FILE)) as f:
       json.dump(spec, f, indent=2)
 
 
@@ -143,34 +147,43 @@ def run_evals(config, method, outputs, sources: Mapping[str, Source], workdir: s
       raise ConfigError(f"evals.{name}.source={src_name!r} is not a source of this run ({sorted(sources)}).")
     kind = e["kind"]
     wanted = tuple(e.get("scorers", ()) or ())
-    kind_of = {"anomaly": "score", "classification": "logits", "ocsvm": "features"}[kind]
-    scorers = {k: s for k, s in method.scorers.items() if s.kind == kind_of and (not wanted or k in wanted)}
+    kind_of = {"anomaly": ("score",), "classification": ("logits",), "ocsvm": ("features", "nu_scores")}[kind]
+    scorers = {k: s for k, s in method.scorers.items() if s.kind in kind_of and (not wanted or k in wanted)}
     if not scorers:
       raise ConfigError(f"evals.{name} ({kind}) has no {kind_of!r} scorer to run; method {config.method!r} has "
                         f"{ {k: s.kind for k, s in method.scorers.items()} }.")
     if kind == "anomaly":
-      summary.update(anomaly(config, scorers, outputs, sources, src_name, workdir, predict))
+      summary.update(anomaly(config, scorers, outputs, sources, src_name, workdir, predict,
+                             decision_threshold=e.get("decision_threshold")))
     elif kind == "classification":
       (scorer_name, scorer), = list(scorers.items())[:1]
       logits = _scores(predict, scorer, outputs[scorer.phase], sources[src_name])
       summary.update(classification(workdir, logits, sources[src_name].field("class"), split=src_name))
     else:
+      fitted = {k: s for k, s in scorers.items() if s.kind == "nu_scores"}
+      if fitted:
+        summary.update(fitted_ocsvm(fitted, outputs, sources[src_name], src_name, workdir, predict))
       for scorer_name, scorer in scorers.items():
-        summary.update(ocsvm(scorer_name, scorer, outputs[scorer.phase], sources, src_name, predict,
-                             nus=e.get("nus", None)))
+        if scorer.kind == "features":
+          summary.update(ocsvm(scorer_name, scorer, outputs[scorer.phase], sources, src_name, predict,
+                               nus=e.get("nus", None)))
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
+    with files.atomic_open(os.path.join(workdir, "summary.json")) as f:
       json.dump(summary, f, indent=2, sort_keys=True)
   return summary
 
 
-def anomaly(config, scorers, outputs, sources, split: str, workdir: str, predict) -> dict[str, float]:
+def anomaly(config, scorers, outputs, sources, split: str, workdir: str, predict, *,
+            decision_threshold: float | None = None) -> dict[str, float]:
   """The anomaly evaluator (see the module docstring)."""
   source = sources[split]
   raw, reduced_scores, labels = raw_scores(predict, scorers, outputs, source), {}, None
   for name, scorer in scorers.items():
     reduced_scores[name], labels, _ = reduced(scorer, raw[name], source)
   summary = {f"{split}/{k}": v for k, v in metrics.summarize(reduced_scores, labels).items()}
+  if decision_threshold is not None:
+    for name, s in reduced_scores.items():
+      summary.update({f"{split}/{name}/{k}": v for k, v in decisions(labels, s, float(decision_threshold)).items()})
   extra = {}
   if _has_field(source, "secondary"):
     secondary = source.field("secondary").astype(bool)
@@ -178,9 +191,10 @@ def anomaly(config, scorers, outputs, sources, split: str, workdir: str, predict
     extra["secondary"] = secondary
   thresholds = threshold_file(config, scorers, outputs, sources, predict)
   if jax.process_index() == 0:
-    np.savez(os.path.join(workdir, "scores.npz"), labels=labels, classes=source.field("class"), **extra,
-             **{f"score/{k}": v for k, v in reduced_scores.items()})
-    with open(os.path.join(workdir, "threshold.json"), "w") as f:
+    with files.atomic_open(os.path.join(workdir, "scores.npz"), "wb") as f:
+      np.savez(f, labels=labels, classes=source.field("class"), **extra,
+               **{f"score/{k}": v for k, v in reduced_scores.items()})
+    with files.atomic_open(os.path.join(workdir, "threshold.json")) as f:
       json.dump(thresholds, f, indent=2, sort_keys=True)
     plots.roc(os.path.join(workdir, "roc.png"), reduced_scores, labels)
     plots.score_histograms(os.path.join(workdir, "scores.png"), reduced_scores, labels,
@@ -190,6 +204,26 @@ def anomaly(config, scorers, outputs, sources, split: str, workdir: str, predict
       for name, s in reduced_scores.items():
         extremes(os.path.join(workdir, f"extremes_{name}.png"), source, s, labels=labels, title=name)
   return summary
+
+
+def decisions(labels, scores, threshold: float) -> dict[str, float]:
+  """The confusion matrix of the decisions `score > threshold` (anomalous) against `labels` (1 = anomalous).
+
+  Returns `tp`, `fn`, `fp`, `tn` (counts; rows of the paper's tables: actual anomaly -> tp, fn; actual normal -> fp,
+  tn), `precision` = tp / (tp + fp), `recall` = tp / (tp + fn), `f1` = 2 tp / (2 tp + fp + fn) and `accuracy`, with
+  the anomaly as the positive class; a ratio whose denominator is 0 is 0 (sklearn's zero_division=0).
+
+  Example:
+    >>> decisions([0, 0, 1, 1], [0.1, 0.6, 0.7, 0.4], 0.5)['f1']
+    0.5
+  """
+  labels = np.asarray(labels).astype(bool)
+  predicted = np.asarray(scores, np.float64) > threshold
+  tp, fn = int(np.sum(predicted & labels)), int(np.sum(~predicted & labels))
+  fp, tn = int(np.sum(predicted & ~labels)), int(np.sum(~predicted & ~labels))
+  ratio = lambda a, b: float(a / b) if b else 0.0
+  return {"tp": tp, "fn": fn, "fp": fp, "tn": tn, "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn),
+          "f1": ratio(2 * tp, 2 * tp + fp + fn), "accuracy": ratio(tp + tn, len(labels))}
 
 
 def extremes(path: str, source: Source, scores: np.ndarray, *, labels=None, title: str = "", k: int = 8) -> None:
@@ -290,7 +324,29 @@ def classification(workdir: str, logits: np.ndarray, labels: np.ndarray, split: 
   if k == 5:
     summary[f"{split}/top5"] = float(hits.any(axis=1).mean())
   if jax.process_index() == 0:
-    np.savez(os.path.join(workdir, "predictions.npz"), labels=labels, topk=topk)
+    with files.atomic_open(os.path.join(workdir, "predictions.npz"), "wb") as f:
+      np.savez(f, labels=labels, topk=topk)
+  return summary
+
+
+def fitted_ocsvm(scorers, outputs, source: Source, split: str, workdir: str, predict) -> dict[str, float]:
+  """Andrews et al.'s number from one-class SVMs fitted by a phase: 'nu_scores' scorers give [N, P] scores (one column
+  per nu); the AUROC of each column, averaged over the P columns (and their min and max). Per-nu AUROCs go to
+  `ocsvm.json`."""
+  raw = raw_scores(predict, scorers, outputs, source)
+  labels = source.field("label")
+  summary, per_nu = {}, {}
+  for name, scores in raw.items():
+    if scores.ndim != 2:
+      raise ValueError(f"Scorer {name!r} of kind 'nu_scores' must give [N, P] scores, got shape {scores.shape}.")
+    aurocs = [metrics.auroc(labels, scores[:, p]) for p in range(scores.shape[1])]
+    per_nu[name] = aurocs
+    summary.update({f"{split}/{name}/ocsvm_auroc": float(np.mean(aurocs)),
+                    f"{split}/{name}/ocsvm_auroc_min_nu": float(np.min(aurocs)),
+                    f"{split}/{name}/ocsvm_auroc_max_nu": float(np.max(aurocs))})
+  if jax.process_index() == 0:
+    with files.atomic_open(os.path.join(workdir, "ocsvm.json")) as f:
+      json.dump({"split": split, "auroc_per_nu": per_nu}, f, indent=2)
   return summary
 
 

@@ -65,6 +65,10 @@ def _parse_flags(argv):
   # into an existing module of that name: a second parse in one process (tests, notebooks) would keep the previous
   # file's get_config when the new file has none. Start from a fresh module every time.
   sys.modules.pop(f"{_CONFIG.name}_config", None)
+  # It also defines one flag per `--config.KEY=VALUE` override it finds; drop the previous parse's, which would
+  # otherwise be "defined twice".
+  for name in [n for n in flags.FLAGS if n.startswith(f"{_CONFIG.name}.")]:
+    delattr(flags.FLAGS, name)
   try:
     return flags.FLAGS(argv)
   except Exception as e:  # pylint: disable=broad-except

@@ -114,6 +114,9 @@ SCHEDULES: dict[str, Callable[..., optax.Schedule]] = {
     "cosine": _cosine,
     "warmup_cosine": _warmup_cosine,
     "inverse_time": _inverse_time,
+    # The same schedule under the name of the Keras argument it reproduces (keras.optimizers.SGD(decay=...)), which
+    # is what the papers that use it write (Minhas & Zelek: lr 1e-3, decay 1e-6).
+    "keras_decay": _inverse_time,
 }
 
 

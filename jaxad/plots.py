@@ -13,6 +13,8 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
+from jaxad import files
+
 # A histogram switches to a log x-axis when all scores are positive and the middle 90% of them (between these
 # quantiles) span at least LOG_AXIS_MIN_DECADES decades (see `histogram_axis`).
 LOG_AXIS_QUANTILES = (0.05, 0.95)
@@ -69,7 +71,8 @@ def roc(path: str, scores: Mapping[str, ArrayLike], labels: ArrayLike) -> None:
          xlim=(0, 1), ylim=(0, 1.01))
   ax.legend(loc="lower right", fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  with files.atomic_open(path, "wb") as f:  # a full disk leaves no truncated PNG
+    fig.savefig(f, dpi=120, format="png")
   plt.close(fig)
 
 
@@ -176,7 +179,8 @@ def score_histograms(path: str, scores: Mapping[str, ArrayLike], labels: ArrayLi
     ax.legend(fontsize=7, loc="best")
     ranges[name] = (axis.low, axis.high)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  with files.atomic_open(path, "wb") as f:  # a full disk leaves no truncated PNG
+    fig.savefig(f, dpi=120, format="png")
   plt.close(fig)
   return ranges
 
@@ -254,6 +258,7 @@ def image_grid(path: str, images: ArrayLike, scores: ArrayLike, *, labels: Array
         ax.set_ylabel(row_name, fontsize=9)
   if title:
     fig.suptitle(title)
-  fig.savefig(path, dpi=120)
+  with files.atomic_open(path, "wb") as f:  # a full disk leaves no truncated PNG
+    fig.savefig(f, dpi=120, format="png")
   plt.close(fig)
   return {"most": most, "least": least}

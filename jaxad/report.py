@@ -1,6 +1,7 @@
 r"""Results table from trained workdirs, with the papers' numbers beside them and every deviation from their recipes.
 
-  python -m jaxad.report workdirs/reproduce_jezequel /tmp/ssl_rl [--metric=auroc] [--markdown=OUT.md] [--json=OUT]
+  python -m jaxad.report workdirs/reproduce_jezequel /tmp/ssl_rl [--metric=auroc] [--layout=long|wide]
+      [--markdown=OUT.md] [--json=OUT]
 
 Gathers `summary.json` + `config.json` of every run under the given paths (a workdir, a workdir with `class_K`
 sub-workdirs from `data.normal_classes`, or any folder of them), groups the runs by method variant, dataset,
@@ -9,6 +10,9 @@ and scorer: mean +- std over seeds, the number of runs, the published value (`ja
 a *deviations* column that lists every way the runs differ from the paper's recipe (`deviations`), so that no
 reduced-budget number can be mistaken for a reproduction. Groups that cover several classes (or whose paper gives
 only a mean over classes) get a row for the mean over classes too, marked when it covers fewer than all classes.
+`--layout=wide` prints the same numbers compactly for README tables (`wide_markdown`): one table per dataset and
+protocol, one row per method, scorer and recipe, one column per class plus the mean, and the deviations numbered
+once under each table.
 
 Conventions: every number is in percent (summary.json's fractions x 100, the papers' tables as printed); std is
 the population std (ddof 0) over seeds, as the benchmarks' tables; `--metric` picks any metric in summary.json
@@ -533,6 +537,22 @@ def _cell(text: str) -> str:
   return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _value(mean: float, std: float | None) -> str:
+  """jaxad's value: '73.2 ± 0.8', or '73.2' below two runs."""
+  return f"{mean:.1f}" + (f" ± {std:.1f}" if std is not None else "")
+
+
+def _paper(r: Row) -> str:
+  """The published value: '74.6 ± 0.8', '96.3', or 'n/a' when the paper has none."""
+  return "n/a" if r.paper is None else f"{r.paper:.1f}" + (f" ± {r.paper_std:.1f}" if r.paper_std else "")
+
+
+def _legend(metric: str) -> str:
+  return (f"{metric.upper()} in percent: mean ± population std over seeds (n runs, no std below 2; a class mean's std "
+          "and n use the seeds every class has). Paper values and recipes: jaxad/papers.py. A row with any deviation "
+          "is not a reproduction of the paper's number.")
+
+
 def markdown(rows: Sequence[Row], *, legend: bool = True) -> str:
   """The rows as a markdown table (values in percent), with a legend under it unless `legend=False`.
 
@@ -547,16 +567,110 @@ def markdown(rows: Sequence[Row], *, legend: bool = True) -> str:
           "paper source", "deviations from the paper's recipe"] + (["config"] if with_config else [])
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in rows:
-    value = f"{r.mean:.1f}" + (f" ± {r.std:.1f}" if r.std is not None else "")
-    paper = "n/a" if r.paper is None else f"{r.paper:.1f}" + (f" ± {r.paper_std:.1f}" if r.paper_std else "")
-    cells = [r.dataset, r.protocol, r.method, r.scorer, r.label, str(r.n), value, paper, r.paper_source or "",
-             "; ".join(r.deviations) or "none"] + ([r.config_id] if with_config else [])
+    cells = [r.dataset, r.protocol, r.method, r.scorer, r.label, str(r.n), _value(r.mean, r.std), _paper(r),
+             r.paper_source or "", "; ".join(r.deviations) or "none"] + ([r.config_id] if with_config else [])
     lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
   if legend:
-    lines += ["", f"{metric.upper()} in percent: mean ± population std over seeds (n runs, no std below 2; a class "
-              "mean's std and n use the seeds every class has). Paper values and recipes: jaxad/papers.py. A row "
-              "with any deviation is not a reproduction of the paper's number."]
+    lines += ["", _legend(metric)]
   return "\n".join(lines) + "\n"
+
+
+def _mean_paper(mean_row: Row, class_rows: Mapping[int | None, Row]) -> str:
+  """The paper's side of a wide table's mean cell.
+
+  The column is the mean over the row's classes, so the paper's number beside it is the mean of its per-class
+  values for those same classes when it prints all of them (Jezequel et al. Table 3: 88.4 over CIFAR-10 classes 1,
+  3, 8, where its all-class mean is 88.2). Otherwise the paper's own mean (`mean_row.paper`) is shown, marked
+  '(all classes)' when the runs cover fewer classes than it averages over, so that the two are not read as like
+  for like; 'n/a' when the paper has neither.
+  """
+  complete = mean_row.total_classes is not None and len(mean_row.classes) >= mean_row.total_classes
+  if complete and mean_row.paper is not None:
+    return _paper(mean_row)
+  per_class = [class_rows[k].paper if k in class_rows else None for k in mean_row.classes]
+  if per_class and all(p is not None for p in per_class):
+    return f"{float(np.mean(per_class)):.1f}"
+  if mean_row.paper is None:
+    return "n/a"
+  return _paper(mean_row) + ("" if complete else " (all classes)")
+
+
+def wide_markdown(rows: Sequence[Row], *, legend: bool = True) -> str:
+  """The rows as compact markdown tables: one per (dataset, protocol), one row per (method, scorer, recipe).
+
+  Columns: 'method (scorer)', one per normal class ('jaxad mean ± std / paper', formatted as in `markdown`), a
+  final 'mean of these classes' column when the table has class means ('**jaxad** / paper', see `_mean_paper`;
+  the mean's std is in the long layout), 'n' (runs per class: '2', or '2-3' when classes differ), a 'config' column
+  (the recipe fingerprint) only when two rows would otherwise look alike, and 'deviations': numbers into the list
+  under the table, which gives each distinct deviation text of that table once. The long layout's legend follows
+  the last table. Uses only what the rows hold (`table()`'s output, in its order).
+
+  Raises:
+    ReportError: no rows, or two rows for the same cell (rows of two `table()` calls mixed).
+  """
+  if not rows:
+    raise ReportError("no rows to print: no run matched.")
+  metric = rows[0].metric
+  tables: dict[tuple[str, str], dict[tuple[str, str, str], list[Row]]] = {}
+  for r in rows:
+    tables.setdefault((r.dataset, r.protocol), {}).setdefault((r.method, r.scorer, r.config_id), []).append(r)
+  blocks = []
+  for (dataset, protocol), groups in tables.items():
+    columns = sorted({r.klass for g in groups.values() for r in g if not r.is_mean},
+                     key=lambda k: (k is None, k if k is not None else 0))
+    with_mean = any(r.is_mean for g in groups.values() for r in g)
+    all_classes = tuple(k for k in columns if k is not None)
+    with_config = len({(m, s) for m, s, _ in groups}) < len(groups)
+    head = ([f"{dataset}, {protocol}: method (scorer)"]
+            + [f"class {k}: jaxad / paper" if k is not None else "jaxad / paper" for k in columns]
+            + (["mean of these classes: jaxad / paper"] if with_mean else []) + ["n"]
+            + (["config"] if with_config else []) + ["deviations"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    numbers: dict[str, int] = {}  # deviation text -> its number in this table's list, in order of first use
+    for (method, scorer, config_id), group in groups.items():
+      by_class: dict[int | None, Row] = {}
+      means = [r for r in group if r.is_mean]
+      for r in group:
+        if not r.is_mean:
+          if r.klass in by_class:
+            raise ReportError(f"two rows for {dataset} {protocol} {method} ({scorer}) class {r.label} with recipe "
+                              f"{config_id}: pass the rows of one table() call.")
+          by_class[r.klass] = r
+      if len(means) > 1:
+        raise ReportError(f"two class-mean rows for {dataset} {protocol} {method} ({scorer}) with recipe {config_id}: "
+                          "pass the rows of one table() call.")
+      cells = [f"{method} ({scorer})"]
+      for k in columns:
+        r = by_class.get(k)
+        cells.append("" if r is None else f"{_value(r.mean, r.std)} / {_paper(r)}")
+      if with_mean:
+        if means:
+          m = means[0]
+          # A row whose mean covers fewer classes than the table's columns says which.
+          over = f" (classes {', '.join(map(str, m.classes))})" if m.classes != all_classes else ""
+          cells.append(f"**{m.mean:.1f}**{over} / {_mean_paper(m, by_class)}")
+        else:
+          cells.append("")
+      ns = sorted(r.n for r in by_class.values())
+      cells.append("" if not ns else str(ns[0]) if ns[0] == ns[-1] else f"{ns[0]}-{ns[-1]}")
+      if with_config:
+        cells.append(config_id)
+      refs = []
+      for text in _union(r.deviations for r in group):
+        numbers.setdefault(text, len(numbers) + 1)
+        refs.append(numbers[text])
+      cells.append(", ".join(map(str, sorted(refs))) or "none")
+      lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    if numbers:
+      lines += [""] + [f"{i}. {text.replace(chr(10), ' ')}" for text, i in numbers.items()]
+    blocks.append("\n".join(lines))
+  text = "\n\n".join(blocks)
+  if legend:
+    text += "\n\n" + _legend(metric)
+  return text + "\n"
+
+
+LAYOUTS = {"long": markdown, "wide": wide_markdown}  # --layout: name -> formatter
 
 
 def to_json(rows: Sequence[Row], *, skipped: Sequence[tuple[str, str]] = ()) -> dict:
@@ -586,7 +700,8 @@ def _write(path: str, text: str, runs: Sequence[Run], flag: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """`python -m jaxad.report WORKDIR... [--metric M] [--split S] [--scorers a,b] [--markdown OUT] [--json OUT]`.
+  """`python -m jaxad.report WORKDIR... [--metric M] [--split S] [--scorers a,b] [--layout long|wide] [--markdown OUT]
+  [--json OUT]`.
 
   Args:
     argv: the arguments without the program name (None = sys.argv[1:]).
@@ -599,7 +714,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--metric", default="auroc", help="summary.json metric (auroc, ap, max_ba, eer, ...)")
   parser.add_argument("--split", default="test", help="evaluated split in summary.json (default: test)")
   parser.add_argument("--scorers", default="", help="comma-separated scorers to keep (default: all)")
-  parser.add_argument("--markdown", default="", help="also write the markdown table to this file")
+  parser.add_argument("--layout", default="long", choices=LAYOUTS,
+                      help="long: one row per class and scorer (default); wide: one table per dataset and protocol, "
+                           "one column per class, deviations numbered under it")
+  parser.add_argument("--markdown", default="", help="also write the printed table (either layout) to this file")
   parser.add_argument("--json", default="", help="also write the rows as JSON to this file")
   args = parser.parse_args(argv)
   skipped: list[tuple[str, str]] = []
@@ -607,7 +725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = collect(args.workdirs, skipped=skipped)
     rows = table(runs, args.metric, split=args.split,
                  scorers=[s.strip() for s in args.scorers.split(",") if s.strip()] or None)
-    text = markdown(rows)
+    text = LAYOUTS[args.layout](rows)
     if args.markdown:
       _write(args.markdown, text, runs, "--markdown")
     if args.json:

@@ -9,10 +9,12 @@ last step (resuming from its latest checkpoint), a `FitPhase` is fitted once; ea
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -27,14 +29,15 @@ import numpy as np
 import optax
 import tqdm
 
-from jaxad import evaluate, optim, parallel
-from jaxad.checkpoint import Checkpointer, output_exists, restore_output, save_output
+from jaxad import checkpoint, evaluate, files, optim, parallel
+from jaxad.checkpoint import MANIFEST, Checkpointer, output_exists, restore_output, save_output, saved_config
+from jaxad.config import config_diff
 from jaxad.data import Source, make_sources, pipeline
 from jaxad.data.examples import device_fields
-from jaxad.errors import ConfigError, Preempted, TrainingError
+from jaxad.errors import ConfigError, Preempted, TrainingError, UserError
 from jaxad.methods import get_method
 from jaxad.methods.base import Context, DataSpec, FitContext, FitPhase, Method, Output, TrainPhase, default_init
-from jaxad.validate import validate
+from jaxad.validate import validate, validate_batches, validate_data
 
 MODES = ("train", "eval")
 _STEP_KEY_TAG = 0x5EED  # the per-step keys of a phase derive from its init key folded with this tag
@@ -103,10 +106,12 @@ class Runner:
   """Runs one method's phases on one set of sources, into one workdir."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, method: Method, sources: Mapping[str, Source],
-               mesh, *, mode: str = "train"):
+               mesh, *, mode: str = "train", stop: StopRequests | None = None):
     self.config, self.workdir, self.method, self.sources, self.mesh, self.mode = (
         config, workdir, method, sources, mesh, mode)
+    self.stop = stop or StopRequests()  # not entered: no signal handlers (library use), multi-host notices only
     self.predict = evaluate.make_predict(mesh, config.eval.batch_size)
+    self._config_dict = json.loads(config.to_json())  # stored in every checkpoint (jaxad_config.json)
 
   def phase_dir(self, name: str) -> str:
     return os.path.join(self.workdir, "checkpoints", name)
@@ -117,18 +122,26 @@ class Runner:
     train_ordinal = 0
     for i, phase in enumerate(self.method.phases):
       out_dir = os.path.join(self.phase_dir(phase.name), "output")
-      if output_exists(out_dir):
-        outputs[phase.name] = restore_output(out_dir)
+      if self.mode == "train":
+        restored = _restore_unless_corrupt(out_dir)
+      else:
+        restored = restore_output(out_dir) if output_exists(out_dir) else None
+      if restored is not None:
+        outputs[phase.name] = restored
       elif self.mode != "train":
         raise ConfigError(f"--mode={self.mode} needs the trained phase {phase.name!r} in {out_dir}; run --mode=train "
                           "first (the same command resumes an interrupted run).")
-      else:
+      else:  # not done yet, or its output was corrupt and moved aside: (re)do it, from its last intact step
         if isinstance(phase, TrainPhase):
           out = self.train_phase(phase, train_ordinal, outputs)
         else:
           out = self.fit_phase(phase, i, outputs)
-        save_output(out_dir, out)
+        save_output(out_dir, out, config=self._config_dict)
         outputs[phase.name] = restore_output(out_dir)  # the saved copy: a resumed run continues from the same bits
+        if self.stop.signum is not None:  # a signal during a fit phase (or the last step): its output is the save
+          _log(f"{phase.name}: stopped by {self.stop.name} after the phase finished; saved {out_dir}. The same "
+               "command resumes from there.")
+          raise Preempted(self.stop.signum)
       train_ordinal += isinstance(phase, TrainPhase)
     return outputs
 
@@ -149,7 +162,7 @@ class Runner:
     rng = jax.random.fold_in(jax.random.key(config.seed), ordinal)
     sample = jax.tree.map(jnp.asarray, device_fields(batches[0]))
     state = parallel.replicate(init_state(phase, rng, sample, previous, tx), mesh)
-    ckpt = Checkpointer(os.path.join(self.phase_dir(phase.name), "steps"))
+    ckpt = Checkpointer(os.path.join(self.phase_dir(phase.name), "steps"), config=self._config_dict)
     if ckpt.latest_step() is not None:
       state = ckpt.restore(state)
       _log(f"{phase.name}: resumed from step {int(state.step)} of {total}.")
@@ -160,7 +173,15 @@ class Runner:
     ckpt.close()
     if phase.keep == "last":
       return state.output()
-    return restore_output(os.path.join(self.phase_dir(phase.name), "best"))
+    best = os.path.join(self.phase_dir(phase.name), "best")
+    if (restored := _restore_unless_corrupt(best)) is not None:
+      return restored
+    # The best epoch's weights are gone (moved aside as corrupt, or lost) and the steps cannot bring them back:
+    # set the finished steps aside too (nothing is deleted) and train the phase again from its start.
+    moved = checkpoint.move_aside(ckpt.directory, ckpt.directory + "-without-best")
+    _log(f"{phase.name}: its best-epoch weights {best} are missing; moved its steps aside to {moved} and trains the "
+         "phase again.")
+    return self.train_phase(phase, ordinal, previous)
 
   def _train_loop(self, phase: TrainPhase, batches, state, ckpt, step_key, start):
     config, mesh = self.config, self.mesh
@@ -172,8 +193,9 @@ class Runner:
                     mininterval=1.0 if sys.stderr.isatty() else 30.0, disable=jax.process_index() != 0)
     log_path = os.path.join(self.workdir, "metrics.jsonl")
     t0, n0 = time.perf_counter(), start
+    first_check = True  # no metrics fetched since the (re)start yet
     shard = lambda step: parallel.shard_batch(device_fields(batches[step]), mesh)
-    with StopRequests() as stop:
+    try:  # the bar ends its line first, so that an error message starts on a line of its own
       for step, batch in zip(range(start, total), pipeline.prefetch(shard, range(start, total))):
         state, metrics = step_fn(state, batch)
         done = step + 1
@@ -183,10 +205,8 @@ class Runner:
           metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
           if not all(math.isfinite(v) for v in metrics.values()):
             ckpt.close()
-            raise TrainingError(
-                f"{phase.name}: non-finite metrics at step {done} (epoch {done / spe:.2f}): {metrics}. The last good "
-                f"checkpoint (step {ckpt.latest_step()}) in {ckpt.directory} is kept; lower {phase.name}.lr or check "
-                "the data.")
+            raise _non_finite_error(phase.name, done, spe, metrics, ckpt, resumed_from=start if first_check else 0)
+          first_check = False
           elapsed = time.perf_counter() - t0
           img_s = (done - n0) * phase.batch_size / max(elapsed, 1e-9)
           t0, n0 = time.perf_counter(), done
@@ -198,17 +218,18 @@ class Runner:
         if record is not None and jax.process_index() == 0:
           with open(log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
-        stopping = stop.requested(done)
+        stopping = self.stop.requested(done)
         if (is_epoch_end and (done // spe) % config.checkpoint_every_epochs == 0) or done == total or stopping:
           ckpt.save(state)
         bar.update(1)
         if stopping:  # SIGTERM / SIGINT / a preemption notice: saved at this step boundary, then leave
           ckpt.close()
           bar.close()
-          _log(f"{phase.name}: stopped by {stop.name} at step {done} of {total}; saved {ckpt.directory}/{done}. "
+          _log(f"{phase.name}: stopped by {self.stop.name} at step {done} of {total}; saved {ckpt.directory}/{done}. "
                "The same command resumes from there.")
-          raise Preempted(stop.signum)
-    bar.close()
+          raise Preempted(self.stop.signum)
+    finally:
+      bar.close()
     return state
 
   def _keep_best(self, phase: TrainPhase, state: TrainState, spe: int):
@@ -223,9 +244,36 @@ class Runner:
     else:
       raise ConfigError(f"{phase.name}: keep must be 'last', 'min_loss' or 'best_val', got {phase.keep!r}.")
     if value < float(jax.device_get(state.best)):
-      save_output(os.path.join(self.phase_dir(phase.name), "best"), state.output())
+      save_output(os.path.join(self.phase_dir(phase.name), "best"), state.output(), config=self._config_dict)
       state = state.replace(best=parallel.replicate(jnp.asarray(value, jnp.float32), self.mesh))
     return state, logged
+
+
+def _non_finite_error(phase: str, done: int, spe: int, metrics: Mapping[str, float], ckpt: Checkpointer, *,
+                      resumed_from: int) -> TrainingError:
+  """The error for a NaN/inf loss; right after a resume (`resumed_from` > 0) it blames the checkpoint, not the lr."""
+  where = f"{phase}: non-finite metrics at step {done} (epoch {done / spe:.2f})"
+  if resumed_from:
+    return TrainingError(
+        f"{where}, right after resuming from checkpoint step {resumed_from} in {ckpt.directory}: that checkpoint is "
+        f"suspect. Fix: move {ckpt.directory}/{resumed_from} aside (e.g. to corrupt-{resumed_from}) and run the same "
+        f"command to resume from the step before it; lower {phase}.lr only if the NaN comes back from there.")
+  last = ckpt.latest_step()
+  kept = (f"The last good checkpoint (step {last}) in {ckpt.directory} is kept" if last is not None else
+          "No checkpoint of this phase was written yet")
+  return TrainingError(f"{where}: {metrics}. {kept}; lower {phase}.lr or check the data.")
+
+
+def _restore_unless_corrupt(directory: str) -> Output | None:
+  """The phase output in `directory`; None when there is none or it was corrupt (then moved aside, one line)."""
+  if not output_exists(directory):
+    return None
+  try:
+    return restore_output(directory)
+  except UserError:
+    if output_exists(directory):  # not moved aside: not a corrupt copy but another problem
+      raise
+    return None
 
 
 class StopRequests:
@@ -301,23 +349,44 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, mode:
   validate(config)  # every value, in every mode: before any data is loaded, any workdir made or any step run
   if mode == "train":
     check_workdir(workdir)
-  classes = tuple(config.data.get("normal_classes", ()) or ())
-  if not classes:
-    return run_one(config, workdir, mode)
-  results = {}
-  for k in classes:
-    sub = ml_collections.ConfigDict(config.to_dict())
-    sub.data.normal_class, sub.data.normal_classes = int(k), ()
-    results[int(k)] = run_one(sub, os.path.join(workdir, f"class_{k}"), mode)
+  try:
+    return _train_and_evaluate(config, workdir, mode)
+  except UserError:
+    raise
+  except Exception as e:  # a full disk or a read-only workdir: one line, no half-written save left behind
+    message = files.disk_error_message(e, workdir)
+    if message is None:
+      raise
+    if jax.process_index() == 0:
+      files.remove_partial_saves(workdir)
+    raise files.DiskError(message) from e
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict[str, Any]:
+  # SIGTERM / SIGINT are requests to stop at the next boundary (a step, a finished phase, the next class) for the
+  # whole run, not only inside a training loop: a signal between two loops is never lost.
+  with StopRequests() as stop:
+    classes = tuple(config.data.get("normal_classes", ()) or ())
+    if not classes:
+      return run_one(config, workdir, mode, stop=stop)
+    results = {}
+    with removed_unless_trained(workdir):
+      for k in classes:
+        if stop.signum is not None:
+          _log(f"stopped by {stop.name} before class {k}; the same command resumes from there.")
+          raise Preempted(stop.signum)
+        sub = ml_collections.ConfigDict(config.to_dict())
+        sub.data.normal_class, sub.data.normal_classes = int(k), ()
+        results[int(k)] = run_one(sub, os.path.join(workdir, f"class_{k}"), mode, stop=stop)
   summary = {f"class_{k}/{m}": v for k, r in results.items() for m, v in r.items()}
   for m in next(iter(results.values())):
     vals = [r[m] for r in results.values()]
     summary[f"mean/{m}"] = float(np.mean(vals))
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
+    with files.atomic_open(os.path.join(workdir, "summary.json")) as f:
       json.dump(summary, f, indent=2, sort_keys=True)
     table = results_table(results)
-    with open(os.path.join(workdir, "results.md"), "w") as f:
+    with files.atomic_open(os.path.join(workdir, "results.md")) as f:
       f.write(table + "\n")
     print(table)
   return summary
@@ -337,6 +406,28 @@ def check_workdir(workdir: str) -> None:
                       "permission denied): pick a writable folder or change its permissions.")
 
 
+@contextlib.contextmanager
+def removed_unless_trained(workdir: str):
+  """Removes `workdir` when the block fails, if the block created it and no checkpoint has been written into it.
+
+  An error before the first checkpoint (bad data found late, a NaN at step 3, Ctrl-C while loading) would
+  otherwise leave a workdir with a config.json and nothing else, which the next run with another config refuses to
+  resume. Once any checkpoint exists the workdir is kept whatever happens: no trained work is ever deleted.
+  """
+  created = not os.path.exists(workdir)
+  try:
+    yield
+  except BaseException:
+    if created and os.path.isdir(workdir) and not _holds_checkpoints(workdir) and jax.process_index() == 0:
+      shutil.rmtree(workdir, ignore_errors=True)
+    raise
+
+
+def _holds_checkpoints(workdir: str) -> bool:
+  """Whether any finished checkpoint step or phase output (each has a manifest) lies under `workdir`."""
+  return any(MANIFEST in files for _, _, files in os.walk(workdir))
+
+
 def results_table(results: dict[int, dict[str, float]]) -> str:
   """A markdown table: one row per normal class, one column per `<split>/<scorer>/auroc`, and the mean."""
   cols = [m for m in next(iter(results.values())) if m.endswith("/auroc")]
@@ -352,57 +443,52 @@ def build(config: ml_collections.ConfigDict) -> tuple[Method, dict[str, Source]]
   """The method and the sources it needs (data is loaded here; source weights are read by the method's phases)."""
   spec = get_method(config.method)  # the method's needs decide which sources to load (validate: method vs protocol)
   sources = make_sources(config, spec.source_names(config) | evaluate.sources_of(config))
-  return spec(config, DataSpec.of(sources)), sources
+  validate_data(config, sources)
+  method = spec(config, DataSpec.of(sources))
+  validate_batches(config, method, sources)
+  return method, sources
 
 
-def run_one(config: ml_collections.ConfigDict, workdir: str, mode: str) -> dict[str, float]:
+def run_one(config: ml_collections.ConfigDict, workdir: str, mode: str, *,
+            stop: StopRequests | None = None) -> dict[str, float]:
   # Data and method first: a user error in the config or the data leaves no workdir behind.
   if mode != "train" and not os.path.isdir(workdir):
     raise ConfigError(f"--mode={mode}: {workdir} does not exist; train into it first with --mode=train.")
   method, sources = build(config)
-  os.makedirs(workdir, exist_ok=True)
-  _check_config_json(config, workdir)
-  evaluate.save_data_spec(workdir, sources)
-  mesh = parallel.make_mesh()
-  runner = Runner(config, workdir, method, sources, mesh, mode=mode)
-  outputs = runner.run()
-  summary = evaluate.run_evals(config, method, outputs, sources, workdir, runner.predict)
+  with removed_unless_trained(workdir):
+    os.makedirs(workdir, exist_ok=True)
+    _check_config_json(config, workdir)
+    evaluate.save_data_spec(workdir, sources)
+    mesh = parallel.make_mesh()
+    runner = Runner(config, workdir, method, sources, mesh, mode=mode, stop=stop)
+    outputs = runner.run()
+    summary = evaluate.run_evals(config, method, outputs, sources, workdir, runner.predict)
   _log(f"{workdir}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items() if k.endswith(("auroc", "top1"))))
   return summary
 
 
-# Keys that may change between a run and its resumption: where the data is, logging and checkpoint cadence.
-_RESUMABLE_KEYS = frozenset({"data.data_dir", "data.source", "multihost", "log_every_steps",
-                             "checkpoint_every_epochs", "eval.batch_size"})
-
-
 def _check_config_json(config, workdir: str) -> None:
-  """Writes config.json; refuses to resume a workdir that was trained with a different config."""
+  """Writes config.json; refuses to resume a workdir that was trained with a different config.
+
+  Without config.json (deleted, or lost with a copied workdir) the config stored in the workdir's checkpoints is
+  the reference, so a resume can never mix two configs in one run.
+  """
   path = os.path.join(workdir, "config.json")
   current = json.loads(config.to_json())
+  before, origin = None, path
   if os.path.exists(path):
     with open(path) as f:
-      before, now = _flat(json.load(f)), _flat(current)
-    # A key missing from the old file was added to jaxad after that run was made: tolerated, so that upgrading
-    # jaxad does not strand old workdirs (the run behaved as the key's default did).
-    diff = sorted(k for k in now if k in before and before[k] != now[k] and k not in _RESUMABLE_KEYS)
-    diff += sorted(k for k in before if k not in now)
+      before = json.load(f)
+  elif (saved := saved_config(workdir)) is not None:
+    before, origin = saved
+  if before is not None:
+    diff = config_diff(before, current)
     if diff:
-      raise ConfigError(f"{workdir} holds a run with a different config (keys {diff}); use a new --workdir or "
-                        "delete that one.")
+      raise ConfigError(f"{workdir} holds a run with a different config (keys {diff}, per {origin}); use a new "
+                        "--workdir, or the config it was trained with.")
   if jax.process_index() == 0:
-    with open(path, "w") as f:
+    with files.atomic_open(path) as f:
       json.dump(current, f, indent=2, sort_keys=True)
-
-
-def _flat(d, prefix=""):
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
 
 
 def _log(msg: str) -> None:

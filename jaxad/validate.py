@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,9 +54,9 @@ DROPS_REMAINDER = {
     "mhrot": ("train",),
     "geotrans": ("train",),
 }
-# Protocols that read `data.normal_class` (as the normal, held-out or primary class); 'ood' and 'classification'
-# use every class.
-CLASS_PROTOCOLS = ("one_vs_rest", "leave_one_out", "small_modes")
+# Protocols that read `data.normal_class` (as the normal, held-out, primary or, for 'anomaly_vs_rest_sample', anomaly
+# class); 'ood' and 'classification' use every class.
+CLASS_PROTOCOLS = ("one_vs_rest", "leave_one_out", "small_modes", "anomaly_vs_rest_sample")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -89,6 +90,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_phase(name, config[name])
   _check_run_keys(config)
   _check_method(config)
+  _check_model_weights(config)
   _check_data(config)
   _check_objective(config)
   _check_rows_per_batch(config)
@@ -215,6 +217,20 @@ def _check_method(config: ml_collections.ConfigDict) -> None:
         "labels, which only a classifier trains on (method 'supervised'); anomaly detectors need an anomaly-detection "
         "protocol ('one_vs_rest', 'leave_one_out', 'small_modes', 'ood'). Fix: set --config.data.protocol or "
         "--config.method to match.")
+
+
+def _check_model_weights(config: ml_collections.ConfigDict) -> None:
+  """A `model.weights` folder (pretrained backbones) exists: a missing download stops the run at once, with how to
+  get it (`model.weights_hint`), not after the data has loaded."""
+  model = config.get("model")
+  path = model.get("weights", "") if isinstance(model, ml_collections.ConfigDict) else ""
+  if not path or not isinstance(path, str):
+    return
+  full = os.path.abspath(os.path.expanduser(path))
+  if not os.path.isdir(full):
+    what = "is a file, not a converted weights folder" if os.path.exists(full) else "does not exist"
+    hint = model.get("weights_hint", "") or "convert the weights as third_party_weights/README.md says"
+    raise ConfigError(f"model.weights={path} {what} ({full}). Get it: {hint}.")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -371,3 +387,55 @@ def _check_finite(node: Any, key: str) -> None:
   elif isinstance(node, (float, np.floating)) and not math.isfinite(node):
     raise _error(key, node, "a finite number (NaN and inf are never a valid hyperparameter)",
                  f"set --config.{key} to a finite number", problem="not valid")
+
+
+def validate_data(config: ml_collections.ConfigDict, sources) -> None:
+  """The checks that need the loaded data, made before the method is built, a workdir created or a step run.
+
+  Raises a `DataError` naming the key and the fix when the normal training set is empty (a class the data does not
+  hold) or when a source an anomaly evaluator scores cannot give an AUROC (empty, or only one label: all normal or
+  all anomalous). Label ranges, empty splits, constant images and file kinds are checked where files are read
+  (`jaxad.data.sources`, `jaxad.data.folder`); batch sizes against the data by `validate_batches`.
+
+  Args:
+    config: the run's config (already through `validate`).
+    sources: the run's named `Source`s (`jaxad.data.make_sources`).
+  """
+  from jaxad import evaluate  # pylint: disable=g-import-not-at-top  (jax-free module otherwise)
+  from jaxad.errors import DataError  # pylint: disable=g-import-not-at-top
+
+  data = config.data
+  where = f"data.name={data.name!r}" + (f", protocol {data.protocol!r}" if data.name not in ("folder", "mvtec") else "")
+  if not len(sources["normal"]):
+    cls = f" of class {data.normal_class}" if data.protocol in CLASS_PROTOCOLS else ""
+    raise DataError(f"No normal training images{cls} ({where}). Fix: set --config.data.normal_class to a class the "
+                    "training split holds, or check the file's y_train.")
+  for name, e in evaluate.evals_of(config).items():
+    if e["kind"] not in ("anomaly", "ocsvm"):
+      continue
+    src_name = e.get("source", "test")
+    if src_name not in sources:
+      continue  # run_evals names it
+    labels = np.asarray(sources[src_name].field("label"))
+    present = sorted(int(v) for v in np.unique(labels))
+    if len(present) < 2:
+      what = "no images" if not present else ("only normal images (label 0)" if present == [0] else
+                                                "only anomalies (label 1)")
+      raise DataError(f"evals.{name} scores the {src_name!r} source, which holds {what} ({len(labels)} images; "
+                      f"{where}, normal class {data.get('normal_class')}): an AUROC needs both normal images and "
+                      "anomalies. Fix: check the test split's labels (y_test) and data.test_limit, or pick another "
+                      "normal class.")
+
+
+def validate_batches(config: ml_collections.ConfigDict, method, sources) -> None:
+  """Every training phase of `method` has at least one batch of data (a `ConfigError` naming its batch-size key)."""
+  from jaxad.data import pipeline  # pylint: disable=g-import-not-at-top
+  from jaxad.methods.base import TrainPhase  # pylint: disable=g-import-not-at-top
+
+  phases = training_phases(config)
+  for phase in (p for p in method.phases if isinstance(p, TrainPhase)):
+    try:
+      pipeline.TrainBatches(sources, phase.mix, seed=0, num_epochs=1, drop_remainder=phase.drop_remainder)
+    except ConfigError as e:
+      key = f"--config.{phase.name}.batch_size" if phase.name in phases else "the phase's batch size"
+      raise ConfigError(f"{phase.name}: {str(e).rstrip('.')} ({key}).") from None

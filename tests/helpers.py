@@ -103,18 +103,21 @@ def jaxad_main_in_process(*args, data_dir=None) -> tuple[int, str]:
   if data_dir == "":
     os.environ.pop("JAXAD_DATA_DIR", None)
   err = io.StringIO()
-  cwd = os.getcwd()
+  cwd, argv = os.getcwd(), sys.argv
   try:
     os.chdir(REPO)
+    # config_flags finds the `--config.KEY=VALUE` overrides it must define in sys.argv, not in the parsed list.
+    sys.argv = ["jaxad.main", *args]
     flags.FLAGS.unparse_flags()
     with contextlib.redirect_stderr(err):
       try:
-        main.main(main._parse_flags(["jaxad.main", *args]))  # pylint: disable=protected-access
+        main.main(main._parse_flags(sys.argv))  # pylint: disable=protected-access
         code = 0
       except SystemExit as e:
         code = e.code
   finally:
     os.chdir(cwd)
+    sys.argv = argv
     flags.FLAGS.unparse_flags()
     if saved is None:
       os.environ.pop("JAXAD_DATA_DIR", None)

@@ -299,6 +299,117 @@ def test_errors_name_the_path_and_the_fix(tmp_path, ssl_runlocal):
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# The wide layout (README's tables).
+
+
+def _wide_tables(text: str) -> list[dict]:
+  """Each table of `wide_markdown`'s text as {'head': [...], 'rows': [[cells], ...], 'notes': {number: text}}."""
+  tables, current = [], None
+  for line in text.splitlines():
+    if line.startswith("| "):
+      cells = line[2:-2].split(" | ")
+      if current is None:
+        current = {"head": cells, "rows": [], "notes": {}}
+        tables.append(current)
+      else:
+        current["rows"].append(cells)
+    elif line.startswith("|---"):
+      continue
+    elif current is not None and line[:1].isdigit():
+      number, note = line.split(". ", 1)
+      assert int(number) not in current["notes"]
+      current["notes"][int(number)] = note
+    elif not line:
+      if current is not None and current["notes"]:
+        current = None
+  return tables
+
+
+def _pct(values) -> str:
+  """'mean ± std' in percent of the fractions `values` (std over seeds, ddof 0; none for one run), by NumPy."""
+  v = np.asarray(values, np.float64) * 100
+  return f"{v.mean():.1f}" + (f" ± {v.std(ddof=0):.1f}" if v.size > 1 else "")
+
+
+def test_wide_layout_cells_match_numpy_and_deviations_are_numbered_once(tmp_path, ssl_runlocal):
+  classes = (1, 3, 8)
+  seeds = {("G+J", k): (1, 2) for k in classes} | {("G", k): (1, 2) for k in classes}
+  seeds[("G", 8)] = (1, 2, 3)  # a third seed for one class: n reads '2-3'
+  rng = np.random.default_rng(1)
+  values = {(m, k, s): rng.uniform(0.5, 1.0) for (m, k), ss in seeds.items() for s in ss}
+  g_changes = {"objective.tasks": "geometric", "train.epochs": 1}  # G: no paper value, one deviation of its own
+  for (m, k, s), v in values.items():
+    _workdir(tmp_path, f"{m}_c{k}_s{s}", ssl_runlocal, _summary({"multitask": v}),
+             **{"data.normal_class": k, "seed": s}, **(g_changes if m == "G" else {}))
+  rows = report.table(report.collect(str(tmp_path)), scorers=["multitask"])
+  text = report.wide_markdown(rows)
+  (table,) = _wide_tables(text)
+  by_method = {cells[0]: cells for cells in table["rows"]}
+  assert table["head"] == (["cifar10, one_vs_rest: method (scorer)"]
+                           + [f"class {k}: jaxad / paper" for k in classes]
+                           + ["mean of these classes: jaxad / paper", "n", "deviations"])
+  assert list(by_method) == ["ssl_multitask/G (multitask)", "ssl_multitask/G+J (multitask)"]
+  paper = {k: papers.lookup("ssl_multitask/G+J", "multitask", "cifar10", "one_vs_rest", k).value for k in classes}
+  assert paper == {1: 96.3, 3: 74.2, 8: 94.7}  # Jezequel et al. Table 3
+  for m in ("G", "G+J"):
+    cells = by_method[f"ssl_multitask/{m} (multitask)"]
+    for i, k in enumerate(classes):
+      theirs = f"{paper[k]:.1f}" if m == "G+J" else "n/a"
+      assert cells[1 + i] == f"{_pct([values[(m, k, s)] for s in seeds[(m, k)]])} / {theirs}"
+    class_means = [np.mean([values[(m, k, s)] for s in seeds[(m, k)]]) * 100 for k in classes]
+    # The paper's side of the mean: its mean over the same three classes (88.4), not its all-class mean (88.2).
+    theirs = f"{np.mean(list(paper.values())):.1f}" if m == "G+J" else "n/a"
+    assert cells[4] == f"**{np.mean(class_means):.1f}** / {theirs}"
+    assert cells[5] == ("2-3" if m == "G" else "2")
+  assert by_method["ssl_multitask/G+J (multitask)"][4].endswith(" / 88.4")
+
+  # Deviations: each text once in the numbered list, each row's last cell the numbers of exactly its texts.
+  notes = table["notes"]
+  assert sorted(notes) == list(range(1, len(notes) + 1)) and len(set(notes.values())) == len(notes)
+  number = {t: i for i, t in notes.items()}
+  classes_note = "classes: 3 of 10 (1, 3, 8); the paper averages over all"
+  g_config = copy.deepcopy(ssl_runlocal)
+  for key, value in g_changes.items():
+    set_dotted(g_config, key, value)
+  for m, config in (("G+J", ssl_runlocal), ("G", g_config)):
+    expected = set(report.deviations(config)) | {classes_note}
+    refs = by_method[f"ssl_multitask/{m} (multitask)"][-1]
+    assert refs == ", ".join(str(i) for i in sorted(number[t] for t in expected))
+  # The texts both methods share (the subsets, the class mean) are listed once; G's epochs are its own.
+  assert len(notes) == len(set(report.deviations(ssl_runlocal)) | set(report.deviations(g_config)) | {classes_note})
+  assert "subset: data.train_limit=256 (recipe: all)" in set(report.deviations(g_config))
+  assert any(t.startswith("reduced epochs: train.epochs=1 ") for t in notes.values())
+  # The long layout's legend closes it; the long layout of the same rows is untouched.
+  assert text.endswith("\n\n" + report.markdown(rows).rstrip("\n").splitlines()[-1] + "\n")
+  assert report.markdown(rows).splitlines()[0].startswith("| dataset | protocol | method | scorer | class | n |")
+
+
+def test_wide_layout_paper_means_over_other_classes_single_runs_and_recipes(tmp_path, ssl_runlocal):
+  # CIFAR-100 super-classes, J: the paper gives only its mean over all 20 (Table 4), so the cell says so.
+  j = {"data.name": "cifar100", "data.label_mode": "coarse", "objective.tasks": "jigsaw"}
+  for k, v in ((4, 0.61), (9, 0.72)):
+    _workdir(tmp_path / "c100", f"c{k}", ssl_runlocal, _summary({"multitask": v}), **{"data.normal_class": k}, **j)
+  # CIFAR-10 G+J over all 10 classes: the paper's own printed mean, unmarked.
+  rng = np.random.default_rng(2)
+  all10 = {k: rng.uniform(0.5, 1.0) for k in range(10)}
+  for k, v in all10.items():
+    _workdir(tmp_path / "c10", f"c{k}", ssl_runlocal, _summary({"multitask": v}), **{"data.normal_class": k})
+  _workdir(tmp_path / "c10", "c1_e5", ssl_runlocal, _summary({"multitask": 0.5}),  # a second recipe, one class
+           **{"data.normal_class": 1, "train.epochs": 5})
+  c10, c100 = _wide_tables(report.wide_markdown(report.table(report.collect(str(tmp_path)), scorers=["multitask"])))
+  (cells,) = c100["rows"]
+  assert cells[1:] == ["61.0 / n/a", "72.0 / n/a", f"**{np.mean([61.0, 72.0]):.1f}** / 80.1 (all classes)", "1",
+                       cells[-1]]
+  assert c10["head"][-3:] == ["n", "config", "deviations"]  # two recipes of one method and scorer
+  full, e5 = sorted(c10["rows"], key=lambda c: c[1].startswith("50.0"))
+  assert full[11] == f"**{np.mean(list(all10.values())) * 100:.1f}** / 88.2" and full[12] == "1"
+  assert e5[1:11] == ["", "50.0 / 96.3"] + [""] * 8 and e5[12] == "1"
+  # Its class mean covers class 1 only (the paper has one for it), and says so; the paper's side is class 1's too.
+  assert e5[11] == "**50.0** (classes 1) / 96.3"
+  assert full[13] != e5[13] and all(len(c[13]) == 8 for c in (full, e5))  # the config column tells them apart
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # Command line.
 
 
@@ -326,3 +437,22 @@ def test_cli_end_to_end(tmp_path, ssl_runlocal, capsys):
   assert "a run's own file" in capsys.readouterr().err
   assert json.loads(config_json.read_text())["method"] == "ssl_multitask"
   assert os.path.getsize(config_json) > 100
+
+
+def test_cli_layouts(tmp_path, ssl_runlocal, capsys):
+  for s, v in ((1, 0.70), (2, 0.80)):
+    _workdir(tmp_path / "runs", f"gj_s{s}", ssl_runlocal, _summary({"multitask": v}), seed=s)
+  runs = str(tmp_path / "runs")
+  assert report.main([runs]) == 0
+  default = capsys.readouterr().out
+  assert report.main([runs, "--layout=long"]) == 0
+  assert capsys.readouterr().out == default == report.markdown(report.table(report.collect(runs)))
+  md = tmp_path / "wide.md"
+  assert report.main([runs, "--layout=wide", "--scorers=multitask", f"--markdown={md}"]) == 0
+  out = capsys.readouterr().out
+  assert out == md.read_text() == report.wide_markdown(report.table(report.collect(runs), scorers=["multitask"]))
+  assert "| ssl_multitask/G+J (multitask) | 75.0 ± 5.0 / 96.3 | **75.0** / 96.3 | 2 | 1, 2, 3, 4, 5 |" in out
+  with pytest.raises(SystemExit) as e:
+    report.main([runs, "--layout=tall"])
+  assert e.value.code == 2
+  assert "argument --layout: invalid choice: 'tall'" in capsys.readouterr().err

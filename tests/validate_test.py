@@ -25,7 +25,12 @@ from helpers import REPO, config_file, jaxad_main_in_process, set_dotted  # pyli
 
 # Arguments some configs need to load at all (their data or source weights are checked by get_config itself).
 _REQUIRED_ARGS = {"adib_stl10": "source=random,data_source=tfds", "adra_stl10": "source=random,data_source=tfds",
-                  "mocca_folder": "normal_dir=/tmp/normal,test_dir=/tmp/test"}
+                  "mocca_folder": "normal_dir=/tmp/normal,test_dir=/tmp/test",
+                  # Pretrained backbones: their weight folders are not on this machine (the validator checks them).
+                  "andrews_vggf_mnist": "weights=random", "andrews_vggm_mnist": "weights=random",
+                  "andrews_male5045_casia": "train_dir=/tmp/ids,test_dir=/tmp/test",
+                  "minhas_densenet169_cifar10": "weights=random", "minhas_resnet152_cifar10": "weights=random",
+                  "minhas_inception_v4_cifar10": "weights=random"}
 
 
 def _load(name: str, *args: str) -> ml_collections.ConfigDict:

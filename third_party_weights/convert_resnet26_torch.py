@@ -30,7 +30,6 @@ unexpected and mis-shaped key.
 """
 
 import argparse
-import hashlib
 import os
 import pathlib
 import re
@@ -193,51 +192,17 @@ def _torch_name(name: str) -> str:
   return f'{module}.{torch_leaf} (jaxad {name})'
 
 
-def sha256(path: os.PathLike) -> str:
-  h = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 20), b''):
-      h.update(chunk)
-  return h.hexdigest()
+sha256 = weights.sha256
 
 
 def load_torch_state_dict(path: os.PathLike) -> dict[str, np.ndarray]:
   """Loads a PyTorch state_dict with `weights_only=True` (no pickled code is executed)."""
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise UserError(f'Input file {str(path)!r} not found.\n' + DOWNLOAD_HINT)
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise UserError('Reading .pth files needs PyTorch: pip install torch==2.13.0') from e
-  try:
-    obj = torch.load(path, map_location='cpu', weights_only=True)
-  except Exception as e:  # pickle errors from weights_only come in several types
-    raise UserError(f'{str(path)!r} is not a weights-only PyTorch state_dict (torch.load(weights_only=True) '
-                    f'failed: {e}). Only plain state_dicts are supported; pickled models are never executed.') from e
-  if not isinstance(obj, Mapping):
-    raise UserError(f'{str(path)!r} holds a {type(obj).__name__}, not a state_dict mapping.')
-  return {k: v.detach().cpu().numpy() if hasattr(v, 'detach') else np.asarray(v) for k, v in obj.items()}
+  return weights.read_torch_state_dict(path, hint=DOWNLOAD_HINT)
 
 
 def save_variables(directory: os.PathLike, variables: Mapping[str, Any], *, force: bool = False) -> pathlib.Path:
   """Writes variables as an Orbax StandardCheckpointer checkpoint at `directory` (made absolute); see weights.save."""
   return pathlib.Path(weights.save(directory, variables, force=force))
-
-
-def _check_paths(input_path: str, output_path: str, force: bool) -> str | None:
-  """Why --output cannot be written (one line), or None. Nothing is read or written here."""
-  inp, out = pathlib.Path(input_path).resolve(), pathlib.Path(output_path).resolve()
-  if out == inp:
-    return f'--output {out} is the --input file; choose another --output (a new directory).'
-  if inp in out.parents:
-    return f'--output {out} lies inside --input {inp}; choose a directory elsewhere.'
-  if out in inp.parents:
-    return (f'--output {out} contains --input {inp}, and writing it would delete the input; choose another '
-            '--output.')
-  if os.path.lexists(out) and not force:
-    return f'--output {out} already exists; pass --force to replace it, or choose another --output.'
-  return None
 
 
 def main(argv=None) -> int:
@@ -254,7 +219,7 @@ def main(argv=None) -> int:
                       help='replace --output if it is an existing checkpoint (other files are never deleted)')
   args = parser.parse_args(argv)
 
-  problem = _check_paths(args.input, args.output, args.force)
+  problem = weights.check_output_path(args.input, args.output, args.force)
   if problem:
     print(f'error: {problem}', file=sys.stderr)
     return 2

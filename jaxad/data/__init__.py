@@ -85,7 +85,10 @@ def default_config(**overrides) -> ml_collections.ConfigDict:
       # (default: every class the protocol labels anomalous), a fixed random `limit` of them (0 = all).
       # class_fraction > 0 (Jezequel et al.'s Deep SAD: 0.1, 0.25, 0.75): only round(fraction * n) (at least 1) of
       # those classes, drawn with data.protocol_seed (`anomaly_classes`).
-      anomaly=dict(classes=(), limit=0, class_fraction=0.0)))
+      anomaly=dict(classes=(), limit=0, class_fraction=0.0),
+      # protocol 'class_sets' (Andrews et al. Table 1): normal / anomalous class sets and the sample sizes (0 = all);
+      # data.protocol_seed is the trial (the training sample's seed).
+      class_sets=dict(normal=(), anomalous=(), train_size=0, test_normal=0, test_anomalous=0)))
   c.update(overrides)
   return c
 
@@ -171,8 +174,9 @@ def make_sources(config: ml_collections.ConfigDict, names: Iterable[str] = ()) -
   """The run's named sources: always 'normal' and 'test'; also each of `names` ('oe', 'reference', 'anomaly', 'val').
 
   'normal' holds the normal training images (label 0; with protocol 'classification' every training image with its
-  class), 'test' the test images with their labels (1 = anomalous) and classes. 'val' is a fixed share
-  `data.val_fraction` of the normal training images, held out of 'normal'. 'anomaly' holds labelled anomalies from
+  class; with a supervised protocol of `protocols.LABELLED_TRAINING` both classes with their 0/1 labels), 'test' the
+  test images with their labels (1 = anomalous) and classes. 'val' is a fixed share `data.val_fraction` of the normal
+  training images, held out of 'normal'. 'anomaly' holds labelled anomalies from
   the training split (`make_anomaly_source`). 'oe' is `config.oe` and 'reference' `config.reference` (both label 1,
   the OE position in a batch).
   """
@@ -182,7 +186,7 @@ def make_sources(config: ml_collections.ConfigDict, names: Iterable[str] = ()) -
     splits = get_dataset(data.name)(data)
     normal_ex, test_ex = splits["train"], splits["test"]
     preprocess = make_preprocess(data, _all_images(normal_ex) if _needs_minmax(data) else None)
-    num_classes = len(getattr(test_ex, "class_names", ())) or 2
+    num_classes = max(len(getattr(test_ex, "class_names", ())), len(getattr(normal_ex, "class_names", ())), 2)
     normal = Source(normal_ex, preprocess, num_classes)
     test = Source(test_ex, preprocess, num_classes)
   else:
@@ -191,7 +195,10 @@ def make_sources(config: ml_collections.ConfigDict, names: Iterable[str] = ()) -
     preprocess = make_preprocess(data, task.x_train if _needs_minmax(data) else None)
     classes = task.train_classes if task.train_classes is not None else np.full(len(task.x_train), -1)
     num_classes = int(max(np.max(task.test_classes, initial=0), np.max(classes, initial=0))) + 1
-    normal = Source(ArrayExamples(image=task.x_train, label=np.zeros(len(task.x_train), np.int32),
+    # Supervised AD protocols (Minhas & Zelek) train on labelled anomalies too: their labels ride in 'normal'.
+    labelled = data.protocol in protocols.LABELLED_TRAINING and task.train_labels is not None
+    train_labels = task.train_labels if labelled else np.zeros(len(task.x_train), np.int32)
+    normal = Source(ArrayExamples(image=task.x_train, label=np.asarray(train_labels, np.int32),
                                   **{"class": classes.astype(np.int32)}), preprocess, num_classes)
     extra = {} if task.test_secondary is None else {"secondary": task.test_secondary}
     test = Source(ArrayExamples(image=task.x_test, label=np.asarray(task.test_labels, np.int32),
@@ -396,6 +403,14 @@ def _protocol_kwargs(data: ml_collections.ConfigDict, arrays: sources.Arrays) ->
   ood's images (`data.ood`)."""
   if data.protocol == "ood":
     return dict(ood_images=make_ood_images(data, arrays.x_test.shape[1:]))
+  if data.protocol == "class_sets":
+    sets = data.get("class_sets") or {}
+    return dict(normal=tuple(sets.get("normal", ())), anomalous=tuple(sets.get("anomalous", ())),
+                train_size=int(sets.get("train_size", 0)), test_normal=int(sets.get("test_normal", 0)),
+                test_anomalous=int(sets.get("test_anomalous", 0)), trial=int(data.get("protocol_seed", 0)))
+  if data.protocol == "anomaly_vs_rest_sample":  # Minhas & Zelek: data.normal_class is the anomaly class
+    sample = data.get("anomaly_vs_rest") or {}
+    return dict(seed=int(data.get("protocol_seed", 0)), test=sample.get("test", "sample"))
   if data.protocol != "small_modes":
     return {}
   secondary, r = data.get("secondary_class", -1), data.get("minor_mode_r", -1.0)

@@ -284,7 +284,9 @@ def folder_splits(normal_dir: str, test_dir: str, *, size: tuple[int, int],
   """Users' own images: normal training images in one folder, test images in sub-folders of another.
 
   Args:
-    normal_dir: folder of normal training images (read directly in it, not recursively).
+    normal_dir: folder of normal training images (read directly in it, not recursively), or of sub-folders holding
+      them: then each sub-folder is a sub-category of the normal class (train class k = the k-th sub-folder in
+      sorted order, e.g. face identities for an auxiliary classifier), and every training image is still normal.
     test_dir: folder with one sub-folder per class: `good/` holds normal images (label 0, class 0), every other
       sub-folder anomalous ones (label 1; class ids 1.. in sorted folder-name order). Without `good/` every test
       image is anomalous; a test split with only one label is accepted here (metrics that need both say so).
@@ -299,6 +301,17 @@ def folder_splits(normal_dir: str, test_dir: str, *, size: tuple[int, int],
       images directly in the test folder (the message names the folder).
   """
   test = _test_examples(test_dir, size=size, channels=channels)
+  subs = _sub_folders(normal_dir) if os.path.isdir(normal_dir) else []
+  if subs and not any(_is_image_file(normal_dir, n) for n in os.listdir(normal_dir)):
+    # Sub-categories of the normal class (e.g. face identities): class k = the k-th sub-folder in name order, for a
+    # classifier trained on them (Andrews et al.'s auxiliary task); every image is still normal (label 0).
+    paths, classes = [], []
+    for k, sub in enumerate(subs):
+      found = list_images(os.path.join(normal_dir, sub))
+      paths += found
+      classes += [k] * len(found)
+    train = FolderExamples(paths, [0] * len(paths), classes, size=size, channels=channels, class_names=subs)
+    return {"train": train, "test": test}
   train_paths = list_images(normal_dir)
   zeros = [0] * len(train_paths)
   train = FolderExamples(train_paths, zeros, zeros, size=size, channels=channels, class_names=test.class_names)

@@ -9,6 +9,12 @@
 * `ood`: out-of-distribution detection (Jezequel et al. Table 6): every training image is normal, and the test
   set is the dataset's test images (normal) followed by another dataset's images (anomalous, class -1); its keyword
   argument `ood_images` goes beyond `(arrays, class)`, and the class argument is not used.
+* `class_sets`: named sets of normal and anomalous classes, with fixed-size samples (Andrews et al. 2016 Table 1:
+  MNIST 5 vs 2, odd vs even digits, ...); `data.class_sets` (normal, anomalous, train_size, test_normal,
+  test_anomalous) and `data.protocol_seed` (the trial: the training sample's seed; the test sample is fixed).
+* `anomaly_vs_rest_sample`: Minhas & Zelek's supervised protocol: the class argument names the *anomaly* class,
+  whose training images (label 1) are trained on beside an equal-size seeded sample of the other classes (label 0);
+  the test set is the anomaly class's test images + an equal-size sample of the rest (or the whole test split).
 * `classification`: not an AD problem but supervised K-way classification on all classes (for pretraining a source
   model, `jaxad.methods.supervised`): `Task.train_labels` holds the train class labels, and `test_labels` and
   `test_classes` both hold the test class labels.
@@ -150,6 +156,49 @@ def ood(arrays: Arrays, normal_class: int | None = None, *, ood_images: np.ndarr
               train_classes=arrays.y_train)
 
 
+def class_sets(arrays: Arrays, normal_class: int | None = None, *, normal: tuple[int, ...],
+               anomalous: tuple[int, ...], train_size: int = 0, test_normal: int = 0, test_anomalous: int = 0,
+               trial: int = 0) -> Task:
+  """Sets of classes: `normal` classes are normal, `anomalous` ones the anomalies (other classes are left out).
+
+  Andrews et al.'s MNIST tasks (Table 1): e.g. normal (5,) vs anomalous (2,), or the odd digits vs the even ones,
+  with 2,048 training images and 512 + 512 test images, repeated for 3 trials "with the test set fixed": the
+  training sample is drawn with `trial` as its seed, the test sample always with seed 0.
+
+  Args:
+    arrays: the dataset.
+    normal_class: not used (the sets name the classes).
+    normal, anomalous: disjoint class sets, each non-empty.
+    train_size: normal training images drawn from the train split (0 = all of the normal classes').
+    test_normal, test_anomalous: test images drawn from the test split's normal / anomalous classes (0 = all).
+    trial: seed of the training sample.
+  """
+  del normal_class
+  normal, anomalous = tuple(int(k) for k in normal), tuple(int(k) for k in anomalous)
+  if not normal or not anomalous or set(normal) & set(anomalous):
+    raise ConfigError(f"class_sets: data.class_sets.normal and .anomalous must be non-empty and disjoint, got {normal} "
+                      f"and {anomalous}.")
+  bad = [k for k in normal + anomalous if not 0 <= k < arrays.num_classes]
+  if bad:
+    raise ConfigError(f"class_sets: classes {bad} are out of range for a dataset with {arrays.num_classes} classes.")
+
+  def draw(candidates: np.ndarray, n: int, seed: int, what: str) -> np.ndarray:
+    if n > len(candidates):
+      raise ConfigError(f"class_sets: {what} asks for {n} images, but the split holds {len(candidates)}.")
+    if not n:
+      return candidates
+    return np.sort(np.random.default_rng(seed).choice(candidates, n, replace=False))
+
+  train = draw(np.flatnonzero(np.isin(arrays.y_train, normal)), train_size, trial, "train_size")
+  rng_seed = 0  # the test set is the same in every trial
+  test = np.concatenate([draw(np.flatnonzero(np.isin(arrays.y_test, normal)), test_normal, rng_seed, "test_normal"),
+                         draw(np.flatnonzero(np.isin(arrays.y_test, anomalous)), test_anomalous, rng_seed + 1,
+                              "test_anomalous")])
+  labels = np.isin(arrays.y_test[test], anomalous).astype(np.int32)
+  return Task(arrays.x_train[train], arrays.x_test[test], labels, arrays.y_test[test],
+              train_classes=arrays.y_train[train])
+
+
 def classification(arrays: Arrays, normal_class: int = 0) -> Task:
   """Every train and test image with its class label, for supervised pretraining; `normal_class` is ignored."""
   del normal_class
@@ -160,10 +209,68 @@ def classification(arrays: Arrays, normal_class: int = 0) -> Task:
 # Builders by name, each called as f(arrays, class, **kwargs); small_modes also needs secondary= and r=, ood
 # ood_images=.
 PROTOCOLS = {"one_vs_rest": one_vs_rest, "leave_one_out": leave_one_out, "small_modes": small_modes,
-             "ood": ood, "classification": classification}
+             "ood": ood, "class_sets": class_sets, "classification": classification}
 
 
 def get_protocol(name: str):
   if name not in PROTOCOLS:
     raise ConfigError(f"Unknown protocol {name!r}; valid names: {sorted(PROTOCOLS)}.")
   return PROTOCOLS[name]
+
+
+def anomaly_vs_rest_sample(arrays: Arrays, anomaly_class: int, *, seed: int = 0, test: str = "sample") -> Task:
+  """Minhas & Zelek's protocol: one class is the anomaly, an equal-size random sample of the others is normal.
+
+  Supervised, unlike the protocols above: the training set holds both classes, with `Task.train_labels` 1 for the
+  anomaly class's train images and 0 for the sampled normal ones (the 'normal' source then carries them as its
+  `label`, see `LABELLED_TRAINING`), so a 2-way classifier learns from them. The paper: "the anomaly class consisted
+  of one class ... and the normal class was constructed using random sampling from the remaining nine classes with
+  size equal to the [anomaly] class", with "5k training samples per class and 1k test samples per class" on
+  CIFAR-10 (6k / 1k on MNIST). The sample is drawn from the other classes as a whole, so their counts are uneven.
+
+  Draws (`rng = np.random.default_rng(seed)`, one stream): the training sample, `rng.choice(rest, n_anomaly,
+  replace=False)` over the indices of the other classes' train images, then with `test='sample'` the test sample
+  the same way over the test split. Both sets keep the dataset's order (sorted indices).
+
+  Args:
+    arrays: the dataset.
+    anomaly_class: the anomaly class (label 1); every other class is a candidate normal image.
+    seed: seeds both samples (`data.protocol_seed`).
+    test: 'sample' (the paper's "1k test samples per class": the anomaly class's test images + an equal-size
+      sample of the rest) or 'all' (the whole test split, label 1 = the anomaly class, as `leave_one_out`; to
+      compare with the unsupervised protocols).
+
+  Returns:
+    A `Task` with `train_labels` (int32 0/1) and `train_classes` (the original classes).
+
+  References:
+    Minhas, Zelek. Anomaly Detection in Images. arXiv:1905.13147 (2019), section IV-A.
+  """
+  if isinstance(anomaly_class, bool) or not 0 <= anomaly_class < arrays.num_classes:
+    raise ConfigError(f"anomaly_vs_rest_sample: anomaly class {anomaly_class!r} (data.normal_class) is out of range "
+                      f"for a dataset with {arrays.num_classes} classes.")
+  if test not in ("sample", "all"):
+    raise ConfigError(f"anomaly_vs_rest_sample: test={test!r} is not valid: 'sample' (the paper's balanced test set) "
+                      "or 'all' (the whole test split).")
+  rng = np.random.default_rng(seed)
+
+  def balanced(y: np.ndarray, split: str) -> np.ndarray:
+    anomalies, rest = np.flatnonzero(y == anomaly_class), np.flatnonzero(y != anomaly_class)
+    if not len(anomalies) or len(rest) < len(anomalies):
+      raise ConfigError(f"anomaly_vs_rest_sample: the {split} split holds {len(anomalies)} images of class "
+                        f"{anomaly_class} and {len(rest)} of the other classes; it needs at least one anomaly and as "
+                        "many other images.")
+    return np.sort(np.concatenate([anomalies, rng.choice(rest, len(anomalies), replace=False)]))
+
+  train = balanced(arrays.y_train, "train")
+  test_idx = balanced(arrays.y_test, "test") if test == "sample" else np.arange(len(arrays.y_test))
+  y_train, y_test = np.asarray(arrays.y_train)[train], np.asarray(arrays.y_test)[test_idx]
+  return Task(arrays.x_train[train], arrays.x_test[test_idx], (y_test == anomaly_class).astype(np.int32), y_test,
+              train_labels=(y_train == anomaly_class).astype(np.int32), train_classes=y_train)
+
+
+PROTOCOLS["anomaly_vs_rest_sample"] = anomaly_vs_rest_sample
+# Protocols whose training set holds labelled anomalies: `Task.train_labels` are anomaly labels (1 = anomalous), which
+# `jaxad.data.make_sources` gives the 'normal' source (and the 'val' share held out of it) as its `label`; other
+# protocols' training images are all label 0 ('classification' keeps its class labels in `class`).
+LABELLED_TRAINING = ("anomaly_vs_rest_sample",)

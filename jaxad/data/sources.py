@@ -236,6 +236,7 @@ def missing(name: str, *, source: str = "auto", data_dir: str | None = None) -> 
 
 
 LABEL_MODES = ("fine", "coarse")
+COARSE_CLASSES = 20  # CIFAR-100's super-classes
 
 
 def load(name: str, *, source: str = "auto", data_dir: str | None = None, label_mode: str = "fine") -> Arrays:
@@ -257,7 +258,8 @@ def load(name: str, *, source: str = "auto", data_dir: str | None = None, label_
   source = _resolve_source(name, source, data_dir)
   coarse = label_mode == "coarse"
   if source == "npz":
-    return load_npz(os.path.join(data_dir, f"{name}.npz"), expected_shape=info.shape, coarse=coarse)
+    return load_npz(os.path.join(data_dir, f"{name}.npz"), expected_shape=info.shape, coarse=coarse,
+                    num_classes=COARSE_CLASSES if coarse else info.num_classes)
   if source == "idx":
     return load_idx(name, data_dir=data_dir)
   return load_tfds(info.tfds_name, hint=_hint(name), test_split=info.tfds_test_split,
@@ -293,7 +295,8 @@ def load_split(name: str, split: str, *, source: str = "auto",
     path = os.path.join(data_dir, f"{name}.npz")
     # train/test must have labels; an unlabelled split's are ignored; another extra split's are read if present.
     labelled = False if split in info.unlabelled_splits else (None if split in info.extra_splits else True)
-    return _read_npz_split(path, split, labelled=labelled, expected_shape=info.shape, hint=hint)
+    return _read_npz_split(path, split, labelled=labelled, expected_shape=info.shape, hint=hint,
+                           num_classes=info.num_classes)
   if source == "idx":
     return _read_idx_split(name, split, _require_idx_folder(name, data_dir))
   tfds_split = info.tfds_test_split if split == "test" else split
@@ -304,34 +307,50 @@ def load_split(name: str, split: str, *, source: str = "auto",
 def _open_npz(path: str, hint: str):
   if not os.path.exists(path):
     raise DataError(f"Dataset file {path} does not exist. To make it: {hint}.")
+  if os.path.isdir(path):
+    raise DataError(f"Dataset file {path} is a folder, not an .npz archive. To make it: {hint}.")
   try:
-    return np.load(path, allow_pickle=False)
+    f = np.load(path, allow_pickle=False)
   except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
     raise DataError(f"{path} is not a readable .npz archive ({e}). Re-create it: {hint}.") from e
+  if not isinstance(f, np.lib.npyio.NpzFile):  # np.load also reads .npy files, whatever their name
+    raise DataError(f"{path} is a single .npy array of shape {np.shape(f)}, not an .npz archive of x_train, y_train, "
+                    f"x_test, y_test. Re-create it: {hint}.")
+  return f
 
 
 def _check_split(path: str, split: str, x: np.ndarray, y: np.ndarray | None,
-                 expected_shape: tuple[int, int, int] | None, hint: str) -> tuple[np.ndarray, np.ndarray | None]:
-  """Validates one split's arrays (uint8 NHWC images, integer labels of the same length)."""
+                 expected_shape: tuple[int, int, int] | None, hint: str,
+                 num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+  """Validates one split's arrays: uint8 NHWC images, at least one, and integer labels in [0, num_classes)."""
   if x.ndim == 3:  # grayscale stored without a channel axis
     x = x[..., None]
   problem = None
-  if x.dtype != np.uint8:
+  if not len(x):
+    problem = f"x_{split} is empty (0 images)"
+  elif x.dtype != np.uint8:
     problem = f"x_{split} has dtype {x.dtype}, expected uint8 images in [0, 255]"
   elif x.ndim != 4:
     problem = f"x_{split} has shape {x.shape}, expected [N, H, W, C]"
   elif expected_shape is not None and x.shape[1:] != tuple(expected_shape):
     problem = f"x_{split} images are {x.shape[1:]}, expected {tuple(expected_shape)}"
+  elif x.min() == x.max():  # all-zero (or constant) files: a failed export, which would train on nothing
+    problem = f"x_{split} holds the single value {x.flat[0]} in all {len(x)} images: there is no image content"
   elif y is not None and (y.ndim != 1 or len(y) != len(x)):
     problem = f"y_{split} has shape {y.shape}, expected [{len(x)}] labels"
   elif y is not None and not np.issubdtype(y.dtype, np.integer):
     problem = f"y_{split} has dtype {y.dtype}, expected integer labels"
+  elif y is not None and num_classes is not None and ((y < 0) | (y >= num_classes)).any():
+    bad = np.flatnonzero((y < 0) | (y >= num_classes))
+    problem = (f"y_{split} holds {len(bad)} labels outside 0..{num_classes - 1} (e.g. {int(y[bad[0]])} at index "
+               f"{int(bad[0])})")
   if problem:
     raise DataError(f"{path} is malformed: {problem}. Re-create it: {hint}.")
   return x, (None if y is None else y.astype(np.int64))
 
 
-def _read_npz_split(path: str, split: str, *, labelled: bool | None, expected_shape, hint: str):
+def _read_npz_split(path: str, split: str, *, labelled: bool | None, expected_shape, hint: str,
+                    num_classes: int | None = None):
   """`x_<split>` (and `y_<split>`; required when `labelled` is True, read if present when None)."""
   try:
     with _open_npz(path, hint) as f:
@@ -346,13 +365,15 @@ def _read_npz_split(path: str, split: str, *, labelled: bool | None, expected_sh
     if isinstance(e, DataError):
       raise
     raise DataError(f"{path} is not a readable .npz archive ({e}). Re-create it: {hint}.") from e
-  return _check_split(path, split, x, y, expected_shape, hint)
+  return _check_split(path, split, x, y, expected_shape, hint, num_classes)
 
 
-def load_npz(path: str, *, expected_shape: tuple[int, int, int] | None = None, coarse: bool = False) -> Arrays:
+def load_npz(path: str, *, expected_shape: tuple[int, int, int] | None = None, coarse: bool = False,
+             num_classes: int | None = None) -> Arrays:
   """Reads an `x_train, y_train, x_test, y_test` archive and checks it thoroughly (extra arrays are not read).
 
-  `coarse` reads the labels from `y_train_coarse` / `y_test_coarse` (CIFAR-100's super-classes) instead.
+  `coarse` reads the labels from `y_train_coarse` / `y_test_coarse` (CIFAR-100's super-classes) instead;
+  `num_classes` (when given) is the label range [0, num_classes) every label must lie in.
   """
   hint = _hint(os.path.splitext(os.path.basename(path))[0])
   suffix = "_coarse" if coarse else ""
@@ -369,7 +390,8 @@ def load_npz(path: str, *, expected_shape: tuple[int, int, int] | None = None, c
     raise DataError(f"{path} is not a readable .npz archive ({e}). Re-create it: {hint}.") from e
   for split in ("train", "test"):
     arrays[f"x_{split}"], arrays[f"y_{split}"] = _check_split(path, split, arrays[f"x_{split}"],
-                                                              arrays[f"y_{split}"], expected_shape, hint)
+                                                              arrays[f"y_{split}"], expected_shape, hint,
+                                                              num_classes)
   return Arrays(**arrays)
 
 

@@ -12,7 +12,7 @@ from typing import Callable
 import ml_collections
 
 from jaxad.errors import ConfigError
-from jaxad.methods import geotrans, hypersphere, mhrot, ssl_multitask, supervised, transfer
+from jaxad.methods import deep_features, finetune, geotrans, hypersphere, mhrot, ssl_multitask, supervised, transfer
 from jaxad.methods.base import Method
 
 
@@ -55,6 +55,11 @@ METHODS = {
     "ssl_multitask": MethodSpec(ssl_multitask.method),
     "mhrot": MethodSpec(mhrot.method),
     "geotrans": MethodSpec(geotrans.method),
+    # Andrews et al. 2016: a frozen (pretrained) network's unit-length features, linear one-class SVMs over nu.
+    "deep_features": MethodSpec(deep_features.method),
+    # Minhas & Zelek 2019: an ImageNet network fine-tuned as a 2-way classifier on labelled anomalies
+    # (data.protocol='anomaly_vs_rest_sample').
+    "finetune": MethodSpec(finetune.method),
     # Source models for the above: K-way classification (ImageNet 32/96, or the CIFAR-100 stand-in).
     "supervised": MethodSpec(supervised.method, trains_on_classes=True),
 }

@@ -155,7 +155,8 @@ class Scorer:
 
   Attributes:
     kind: 'score': [B] or [B, P] anomaly scores, higher = more anomalous (the anomaly evaluator); 'logits':
-      [B, K] class logits (the classification evaluator); 'features': [B, D] (the one-class SVM evaluator).
+      [B, K] class logits (the classification evaluator); 'features': [B, D], or 'nu_scores': [B, P] scores of P
+      fitted one-class SVMs, one per nu (the one-class SVM evaluator).
     reduction: a `jaxad.reductions` name applied to 'score' outputs before metrics, e.g. 'max_patches'.
     key: '' when `fn` returns one array; else `fn` returns a dict of arrays and this scorer is its entry `key`.
       Scorers with the same `fn` and `phase` are computed in one pass over the data (e.g. the total and the
@@ -163,7 +164,7 @@ class Scorer:
   """
   fn: Callable[[Variables, Any, Batch], jax.Array | Mapping[str, jax.Array]]
   phase: str
-  kind: Literal["score", "logits", "features"] = "score"
+  kind: Literal["score", "logits", "features", "nu_scores"] = "score"
   reduction: str = "none"
   key: str = ""
 

@@ -15,7 +15,9 @@ first; leaves matched by a `dont_load` regex keep their initial value (a fresh h
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+import pathlib
 import re
 from typing import Any, Callable, Mapping, Sequence
 
@@ -283,3 +285,67 @@ def merge_params(loaded: Mapping[str, Any], initialised: Mapping[str, Any], *, d
     return out
 
   return merge(initialised, "")
+
+
+# --- Helpers shared by the converters in third_party_weights/ -------------------------------------------------------
+
+
+def sha256(path: str | os.PathLike) -> str:
+  """The hex sha256 of a file (converters print it, so that README can record the checksum of a download)."""
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def check_output_path(input_path: str | os.PathLike, output_path: str | os.PathLike, force: bool) -> str | None:
+  """Why a converter must not write `output_path` (one line), or None; nothing is read or written here.
+
+  An output that is the input, lies inside it or contains it is always refused (writing it could destroy the input);
+  an existing output is refused unless `force`.
+  """
+  inp, out = pathlib.Path(input_path).resolve(), pathlib.Path(output_path).resolve()
+  if out == inp:
+    return f"--output {out} is the --input file; choose another --output (a new directory)."
+  if inp in out.parents:
+    return f"--output {out} lies inside --input {inp}; choose a directory elsewhere."
+  if out in inp.parents:
+    return f"--output {out} contains --input {inp}, and writing it would delete the input; choose another --output."
+  if os.path.lexists(out) and not force:
+    return f"--output {out} already exists; pass --force to replace it, or choose another --output."
+  return None
+
+
+def read_torch_state_dict(path: str | os.PathLike, *, hint: str = "") -> dict[str, np.ndarray]:
+  """A PyTorch state_dict file as `{key: np.ndarray}`, read with `torch.load(weights_only=True)` (no pickled code runs).
+
+  Accepts a plain state_dict or a checkpoint dict holding one under 'state_dict', 'model' or 'state_dict_ema' (timm's
+  training checkpoints); a 'module.' prefix (DataParallel) is stripped.
+
+  Raises:
+    DataError: the file is missing (message ends with `hint`), is not weights-only, or holds no mapping of tensors.
+  """
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise DataError(f"Input file {str(path)!r} not found." + (f"\n{hint}" if hint else ""))
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise DataError("Reading .pth files needs PyTorch: pip install torch==2.13.0") from e
+  try:
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+  except Exception as e:  # pickle errors from weights_only come in several types
+    raise DataError(f"{str(path)!r} is not a weights-only PyTorch state_dict (torch.load(weights_only=True) failed: "
+                    f"{e}). Only plain state_dicts are supported; pickled models are never executed.") from e
+  for key in ("state_dict", "model", "state_dict_ema"):
+    if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+      obj = obj[key]
+      break
+  if not isinstance(obj, Mapping):
+    raise DataError(f"{str(path)!r} holds a {type(obj).__name__}, not a state_dict mapping.")
+  out = {}
+  for key, value in obj.items():
+    key = key[len("module."):] if key.startswith("module.") else key
+    out[key] = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+  return out
