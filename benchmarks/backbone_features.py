@@ -9,7 +9,9 @@ r"""Andrews / Minhas backbones on this CPU: feature-extraction throughput and me
    the compiled call (temporary buffers; arguments = weights + batch) and the process's peak RSS after it, each
    backbone in its own process so that peaks do not mix.
 2. The one-class SVM fit: `deep_features.fit_linear_ocsvm` on 2,048 unit-length random features of each VGG-F layer's
-   width (P5 9,216, FC6 / FC7 4,096, FC8 1,000) for the paper's 21 values of nu, and the time per nu.
+   width (P5 9,216, FC6 / FC7 4,096, FC8 1,000) for the paper's 21 values of nu, and the time per nu; beside it
+   scikit-learn's `OneClassSVM(kernel='linear')` on the same features (3 of the nus), the way that jaxad replaced.
+   `--ocsvm_only` re-measures this part into an existing result file.
 """
 
 from __future__ import annotations
@@ -63,8 +65,11 @@ def one_backbone(name: str, batch: int, rounds: int) -> dict:
           "features": {k: list(v.shape[1:]) for k, v in feats.items()}}
 
 
-def svm_fits(n: int = 2048) -> list[dict]:
+def svm_fits(n: int = 2048, linear_nus: int = 3) -> list[dict]:
+  """jaxad's fit (precomputed Gram matrix) for all 21 nus, and scikit-learn's linear-kernel fit, the textbook way,
+  for `linear_nus` of them (nu = 0.01, 0.5, 0.99: it is 15-30x slower), on the same features."""
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from sklearn.svm import OneClassSVM  # pylint: disable=g-import-not-at-top
   from jaxad.methods import deep_features  # pylint: disable=g-import-not-at-top
 
   out = []
@@ -75,8 +80,14 @@ def svm_fits(n: int = 2048) -> list[dict]:
     t = time.perf_counter()
     deep_features.fit_linear_ocsvm(x, deep_features.DEFAULT_NUS)
     total = time.perf_counter() - t
+    nus = (0.01, 0.5, 0.99)[:linear_nus]
+    t = time.perf_counter()
+    for nu in nus:
+      OneClassSVM(kernel="linear", nu=nu).fit(x.astype(np.float64))
+    linear = (time.perf_counter() - t) / len(nus)
     out.append({"layer": layer, "dim": dim, "images": n, "nus": len(deep_features.DEFAULT_NUS), "fit_s": total,
-                "per_nu_s": total / len(deep_features.DEFAULT_NUS)})
+                "per_nu_s": total / len(deep_features.DEFAULT_NUS), "sklearn_linear_kernel_per_nu_s": linear,
+                "sklearn_linear_kernel_nus_timed": list(nus)})
     print(json.dumps(out[-1]), flush=True)
   return out
 
@@ -87,9 +98,17 @@ def main():
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--only", default="", help="internal: measure one backbone in this process")
+  parser.add_argument("--ocsvm_only", action="store_true", help="only (re)measure the SVM fits into --out")
   args = parser.parse_args()
   if args.only:
     print(json.dumps(one_backbone(args.only, args.batch, args.rounds)))
+    return
+  if args.ocsvm_only:  # add the SVM fit times to an existing result file
+    with open(args.out) as f:
+      out = json.load(f)
+    out["ocsvm"] = svm_fits()
+    with open(args.out, "w") as f:
+      json.dump(out, f, indent=1)
     return
   results = []
   for name in BACKBONES:

@@ -43,8 +43,10 @@ class DiskError(UserError, OSError):
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iterator[IO]:
   """Opens a temporary file beside `path` for writing; it replaces `path` only when the block completes.
+
+  `open_kwargs` go to `open` (e.g. `newline=''` for the csv module).
 
   On any exception the temporary file is removed and `path` keeps its previous content (or stays absent).
 
@@ -60,13 +62,20 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
   path = os.fspath(path)
   fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=os.path.dirname(path) or ".")
   try:
-    with os.fdopen(fd, mode) as f:
+    with os.fdopen(fd, mode, **open_kwargs) as f:
       yield f
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file what `open` would have
     os.replace(tmp, path)
   except BaseException:
     with contextlib.suppress(OSError):
       os.remove(tmp)
     raise
+
+
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def _chain(e: BaseException) -> Iterator[BaseException]:

@@ -23,7 +23,7 @@ import zipfile
 import ml_collections
 import numpy as np
 
-from jaxad import evaluate, parallel, reductions
+from jaxad import evaluate, files, parallel, reductions
 from jaxad.checkpoint import output_exists, restore_output
 from jaxad.data import FOLDER_DATASETS
 from jaxad.data.examples import ArrayExamples, Source
@@ -105,7 +105,7 @@ def predict(workdir: str, images: str, *, batch_size: int | None = None) -> dict
     columns[f"{name}"] = s
     columns[f"{name}_normalized"] = evaluate.normalize(s, t)
     columns[f"{name}_anomalous"] = np.where(s >= t["threshold"], "yes", "no")
-  with open(os.path.join(workdir, "predictions.csv"), "w", newline="") as f:
+  with files.atomic_open(os.path.join(workdir, "predictions.csv"), newline="") as f:
     writer = csv.writer(f)
     writer.writerow(list(columns))
     for row in zip(*columns.values()):

@@ -58,8 +58,8 @@ _SKIP_DIRS = ("checkpoints",)
 _NOT_RECIPE = ("seed", "data.normal_class", "data.normal_classes", "data.data_dir", "data.source", "data.ood.data_dir",
                "data.ood.source", "oe.data_dir", "oe.source", "reference.data_dir", "reference.source", "eval", "evals",
                "threshold", "log_every_steps", "checkpoint_every_epochs", "multihost")
-_NUM_CLASSES = {"cifar10": 10, "mnist": 10, "fashion_mnist": 10, "stl10": 10, "svhn": 10, "caltech_birds2010": 200,
-                "caltech_birds2011": 200}
+_NUM_CLASSES = {"cifar10": 10, "digits": 10, "mnist": 10, "fashion_mnist": 10, "stl10": 10, "svhn": 10,
+                "caltech_birds2010": 200, "caltech_birds2011": 200}
 _MEAN_PROTOCOLS = ("one_vs_rest", "leave_one_out")  # protocols whose papers average over classes
 # Files Orbax writes into every checkpoint folder (as jaxad.models.weights._ORBAX_MARKERS; that package imports jax).
 _ORBAX_MARKERS = ("_CHECKPOINT_METADATA", "_METADATA", "commit_success.txt")

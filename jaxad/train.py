@@ -425,7 +425,7 @@ def removed_unless_trained(workdir: str):
 
 def _holds_checkpoints(workdir: str) -> bool:
   """Whether any finished checkpoint step or phase output (each has a manifest) lies under `workdir`."""
-  return any(MANIFEST in files for _, _, files in os.walk(workdir))
+  return any(MANIFEST in names for _, _, names in os.walk(workdir))
 
 
 def results_table(results: dict[int, dict[str, float]]) -> str:
