@@ -150,7 +150,8 @@ def run_evals(config, method, outputs, sources: Mapping[str, Source], workdir: s
     kind_of = {"anomaly": ("score",), "classification": ("logits",), "ocsvm": ("features", "nu_scores")}[kind]
     scorers = {k: s for k, s in method.scorers.items() if s.kind in kind_of and (not wanted or k in wanted)}
     if not scorers:
-      raise ConfigError(f"evals.{name} ({kind}) has no {kind_of!r} scorer to run; method {config.method!r} has "
+      raise ConfigError(f"evals.{name} ({kind}) has no {' or '.join(map(repr, kind_of))} scorer to run; method "
+                        f"{config.method!r} has "
                         f"{ {k: s.kind for k, s in method.scorers.items()} }.")
     if kind == "anomaly":
       summary.update(anomaly(config, scorers, outputs, sources, src_name, workdir, predict,

@@ -484,8 +484,8 @@ def _check_config_json(config, workdir: str) -> None:
   if before is not None:
     diff = config_diff(before, current)
     if diff:
-      raise ConfigError(f"{workdir} holds a run with a different config (keys {diff}, per {origin}); use a new "
-                        "--workdir, or the config it was trained with.")
+      raise ConfigError(f"{workdir} holds a run with a different config (keys {diff}); its config is {origin}. Use "
+                        "a new --workdir, or the config it was trained with.")
   if jax.process_index() == 0:
     with files.atomic_open(path) as f:
       json.dump(current, f, indent=2, sort_keys=True)

@@ -83,8 +83,8 @@ def test_idx_files_gzipped_and_plain_read_back_exactly(tmp_path, no_system_dir):
   auto = sources.load("fashion_mnist", data_dir=str(tmp_path))
   np.testing.assert_array_equal(auto.x_train[..., 0], written["train"][0])
   assert sources.missing("fashion_mnist", data_dir=str(tmp_path)) is None
-  npz = dict(x_train=np.zeros((2, 28, 28, 1), np.uint8), y_train=np.arange(2),
-             x_test=np.ones((3, 28, 28, 1), np.uint8), y_test=np.arange(3))
+  npz = dict(x_train=rng.integers(0, 256, (2, 28, 28, 1), dtype=np.uint8), y_train=np.arange(2),
+             x_test=rng.integers(0, 256, (3, 28, 28, 1), dtype=np.uint8), y_test=np.arange(3))
   np.savez(tmp_path / "fashion_mnist.npz", **npz)
   auto = sources.load("fashion_mnist", data_dir=str(tmp_path))
   np.testing.assert_array_equal(auto.x_test, npz["x_test"])
