@@ -49,12 +49,72 @@ def hypersphere() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = "dsvdd"
   c.data = default_data_config()
-  c.model = dict(name="lenet_cifar10", rep_dim=128, ae_variant="dsvdd")
+  c.model = dict(name="lenet_cifar10", rep_dim=128, ae_variant="dsvdd", selector="pool")
   c.pretrain = optim(epochs=350, batch_size=200, optimizer="adam", lr=1e-4, weight_decay=0.5e-6, **step_decay(250))
   c.train = optim(epochs=150, batch_size=200, optimizer="adam", lr=1e-4, weight_decay=0.5e-6, **step_decay(50))
   c.objective = dict(boundary="hard", nu=0.1, warmup_epochs=10, layers=("code",), center_eps=0.1,
+                     distance="squared",  # the score: ||f - c||^2 - R^2 (CIFAR code) or 'euclidean' ||f - c|| - R
                      eta=1.0, anomaly_per_batch=0)  # the last two: Deep SAD only
+  # MVTec AD (MOCCA): patches.size > 0 trains on random crops and scores the grid of patches; rotations in degrees.
+  c.patches = dict(size=0, per_image=1)
+  c.augment = dict(rotation=(0.0, 0.0), border="reflect")
+  c.keep = "last"  # or 'min_loss': the hypersphere phase's epoch with the lowest mean loss
   _run_keys(c, log_every_steps=25)
+  return c
+
+
+# MVTec AD (MOCCA section IV-B): textures are trained on 64x64 patches of the 512x512 image and scored by the worst
+# patch (Eq. 7); objects are whole 128x128 images. Rotations per the code's lists (spec section 4.3): textures
+# [0, 45] degrees with reflected borders; these four objects [-45, 45] with black corners, the other six none.
+MVTEC_ROTATED_OBJECTS = ("bottle", "hazelnut", "metal_nut", "screw")
+
+
+def mocca_mvtec(category: str) -> ml_collections.ConfigDict:
+  """MOCCA's MVTec AD recipe for one category (configs/mocca_mvtec.py documents each choice)."""
+  from jaxad.data.folder import MVTEC_CATEGORIES, MVTEC_TEXTURES  # pylint: disable=g-import-not-at-top
+  if category not in MVTEC_CATEGORIES:
+    raise ValueError(f"category must be one of {MVTEC_CATEGORIES}, got {category!r}.")
+  texture = category in MVTEC_TEXTURES
+  c = hypersphere()
+  c.method = "mocca"
+  c.data.update(name="mvtec", preprocess="signed")
+  side = 512 if texture else 128
+  c.data.folder.update(category=category, size=(side, side), channels=3)
+  c.model.update(name="mocca_mvtec", rep_dim=128, ae_variant="mocca", selector="mlp")
+  c.patches.update(size=64 if texture else 0, per_image=64 if texture else 1)
+  rotation = (0.0, 45.0) if texture else (-45.0, 45.0) if category in MVTEC_ROTATED_OBJECTS else (0.0, 0.0)
+  c.augment.update(rotation=rotation, border="reflect" if texture else "black")
+  # The code's batch is 128 patches (textures: 2 images x 64 random crops) or, here, 32 whole object images. Epochs
+  # are in neither paper nor code (whose default is one pass over 50,000 pre-augmented samples): jaxad's choice,
+  # about 20 passes of 64 crops over each texture image and 200 passes over each object image, lr x0.1 at 3/4.
+  images_per_step, epochs = (2, 20) if texture else (32, 200)
+  for phase in (c.pretrain, c.train):
+    phase.update(optim(epochs=epochs, batch_size=images_per_step, optimizer="adam", lr=1e-3, weight_decay=0.5e-6,
+                       **step_decay(epochs * 3 // 4)))
+  c.objective.update(boundary="soft", nu=0.1, warmup_epochs=epochs // 10, layers=("down3", "fc1", "code"),
+                     distance="euclidean")
+  c.keep = "min_loss"
+  c.eval.batch_size = 8 if texture else 64
+  c.log_every_steps = 10
+  return c
+
+
+def mocca_video() -> ml_collections.ConfigDict:
+  """MOCCA's ShanghaiTech recipe (configs/mocca_shanghaitech.py documents each choice)."""
+  c = hypersphere()
+  c.method = "mocca_video"
+  c.data.update(name="shanghaitech", preprocess="unit")  # the code divides frames by 255
+  c.data.video.update(size=(256, 512), clip_len=16, train_stride=16, test_stride=1, background="mog_image")
+  c.model.update(name="mocca_video", rep_dim=1024, ae_variant="mocca", kwargs=dict(lstm_dim=100))
+  for unused in ("pretrain", "patches", "augment"):
+    del c[unused]
+  del c.model["selector"], c.objective["distance"], c.objective["eta"], c.objective["anomaly_per_batch"]
+  c.train = optim(epochs=10, batch_size=4, optimizer="adam", lr=1e-3, weight_decay=0.5e-6, **step_decay(8))
+  c.objective.update(boundary="soft", nu=0.1, warmup_epochs=5, layers=("block5", "fc1", "code"),
+                     one_class_weight=1.0, center_clips=10000)
+  c.keep = "min_loss"
+  c.eval.batch_size = 8
+  c.log_every_steps = 50
   return c
 
 

@@ -16,7 +16,8 @@ Two tables live here, both plain data so that a reader can check every number ag
 
 References:
   Massoli, Falchi, Kantarci, Akti, Ekenel, Amato. MOCCA: Multi-layer One-Class Classification for Anomaly
-    Detection. 2021. (Table I per class, Table II means; Deep SVDD values there are those of Ruff et al. 2018.)
+    Detection. 2021. (Table I per class, Table II means; Deep SVDD values there are those of Ruff et al. 2018.
+    Tables III-V MVTec AD maxBA and AUC; Table VI ShanghaiTech.)
   Deecke, Ruff, Vandermeulen, Bilen. Transfer-Based Semantic Anomaly Detection. ICML 2021. (Tables 2, 3, 5, 6.)
   Jezequel, Vu, Beaudet, Histace. Fine-grained anomaly detection via multi-task self-supervision. 2021.
     (Tables 2, 3, 4, 6.)
@@ -41,7 +42,8 @@ class Published:
     scorer: the scorer name in summary.json ('hypersphere', 'oe_sigmoid', 'multitask', 'dirichlet', 'mhrot').
     dataset: jaxad's `data.name` of the data the paper used.
     protocol: `data.protocol`, or 'ood:<data.ood.name>' for the OOD protocol.
-    klass: normal class (held-out class for 'leave_one_out'); None = the paper's mean over all classes.
+    klass: normal class (held-out class for 'leave_one_out'; MVTec AD's category name); None = the paper's mean
+      over all classes.
     value: the number in percent.
     std: the paper's spread in percent where it prints one (over seeds), else None.
     metric: the summary.json metric it corresponds to ('auroc' or 'ap').
@@ -53,7 +55,7 @@ class Published:
   scorer: str
   dataset: str
   protocol: str
-  klass: int | None
+  klass: int | str | None
   value: float
   std: float | None
   metric: str
@@ -91,6 +93,20 @@ _MOCCA_T1 = {  # method key -> (AUROC per class, std per class), fractions x 100
 }
 _MOCCA_T2 = {"dsvdd/soft": (63.4, 2.2), "dsvdd/hard": (64.8, 2.2), "mocca/soft": (67.6, 2.4),
              "mocca/hard": (66.9, 2.3)}
+
+# MOCCA Tables III (maxBA) and IV (AUC) per MVTec AD category (one run each; no spread printed), Table V (means
+# over the 15), Table VI (ShanghaiTech frame-level AUC). Categories in the tables' column order.
+MVTEC_CATEGORIES = ("carpet", "grid", "leather", "tile", "wood", "bottle", "cable", "capsule", "hazelnut",
+                    "metal_nut", "pill", "screw", "toothbrush", "transistor", "zipper")
+_MOCCA_MVTEC = {  # (method key, metric) -> per-category values x 100
+    ("mocca/soft", "max_ba"): [81, 85, 96, 80, 97, 90, 72, 77, 77, 85, 81, 82, 93, 77, 78],
+    ("mocca/hard", "max_ba"): [74, 76, 91, 78, 94, 90, 68, 75, 76, 80, 69, 80, 91, 81, 78],
+    ("mocca/soft", "auroc"): [86, 87, 98, 89, 100, 95, 76, 82, 80, 85, 82, 84, 97, 88, 84],
+    ("mocca/hard", "auroc"): [74, 81, 95, 85, 97, 93, 72, 79, 78, 84, 73, 80, 95, 84, 82],
+}
+_MOCCA_T5 = {("mocca/soft", "max_ba"): 83.0, ("mocca/hard", "max_ba"): 80.0, ("mocca/soft", "auroc"): 88.0,
+             ("mocca/hard", "auroc"): 83.0}
+_MOCCA_T6 = {"mocca_video/soft": 73.0, "mocca_video/hard": 72.5}
 
 # Deecke et al. Table 5: CIFAR-10 one-versus-rest AUC, mean (std) per class and mAUC; CIFAR-100 train as OE.
 _DEECKE_T5 = {
@@ -137,6 +153,14 @@ def _build() -> tuple[Published, ...]:
                       table="Table I")
     value, std = _MOCCA_T2[method]
     out += _mean(method, "hypersphere", "cifar10", "one_vs_rest", value, std=std, paper=MOCCA, table="Table II")
+  for (method, metric), values in _MOCCA_MVTEC.items():
+    table = "Table III" if metric == "max_ba" else "Table IV"
+    out += [Published(method, "hypersphere", "mvtec", "per_category", category, value, None, metric, MOCCA, table)
+            for category, value in zip(MVTEC_CATEGORIES, values, strict=True)]
+    out += _mean(method, "hypersphere", "mvtec", "per_category", _MOCCA_T5[method, metric], paper=MOCCA,
+                 table="Table V", metric=metric)
+  for method, value in _MOCCA_T6.items():
+    out += _mean(method, "hypersphere", "shanghaitech", "frames", value, paper=MOCCA, table="Table VI")
   for method, (values, stds, (m, s)) in _DEECKE_T5.items():
     out += _per_class(method, "oe_sigmoid", "cifar10", "one_vs_rest", values, stds=stds, paper=DEECKE,
                       table="Table 5")
@@ -221,7 +245,7 @@ def method_key(config: Mapping[str, Any]) -> str:
   'ssl_multitask/G'
   """
   method = str(config.get("method", "?"))
-  if method in ("dsvdd", "mocca"):
+  if method in ("dsvdd", "mocca", "mocca_video"):
     return f"{method}/{config_value(config, 'objective.boundary', '?')}"
   if method == "ssl_multitask":
     tasks = str(config_value(config, "objective.tasks", "?"))
@@ -238,16 +262,26 @@ def method_key(config: Mapping[str, Any]) -> str:
 
 
 def protocol_key(config: Mapping[str, Any]) -> str:
-  """`data.protocol`, with the OOD set appended for the OOD protocol ('ood:svhn')."""
+  """`data.protocol`, with the OOD set appended for the OOD protocol ('ood:svhn'); 'per_category' for MVTec AD (one
+  run per category) and 'frames' for the video datasets (frame-level scores over all test videos)."""
+  dataset = config_value(config, "data.name")
+  if dataset == "mvtec":
+    return "per_category"
+  if dataset in ("shanghaitech", "video"):
+    return "frames"
   protocol = str(config_value(config, "data.protocol", "one_vs_rest"))
   if protocol == "ood":
     return f"ood:{config_value(config, 'data.ood.name', '?')}"
   return protocol
 
 
-def class_key(config: Mapping[str, Any]) -> int | None:
-  """The normal class (held-out class for leave_one_out); None where the protocol has none (OOD)."""
-  if str(config_value(config, "data.protocol", "")) == "ood":
+def class_key(config: Mapping[str, Any]) -> int | str | None:
+  """The normal class (held-out class for leave_one_out); MVTec AD's category name; None where the protocol has none
+  (OOD, video)."""
+  dataset = config_value(config, "data.name")
+  if dataset == "mvtec":
+    return str(config_value(config, "data.folder.category"))
+  if str(config_value(config, "data.protocol", "")) == "ood" or dataset in ("shanghaitech", "video"):
     return None
   k = config_value(config, "data.normal_class")
   return None if k is None else int(k)

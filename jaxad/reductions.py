@@ -40,6 +40,22 @@ def _max_patches(scores: np.ndarray, labels: np.ndarray, meta: Meta) -> tuple[np
   return scores.max(axis=1), labels, meta
 
 
+def _mean_patches(scores: np.ndarray, labels: np.ndarray, meta: Meta) -> tuple[np.ndarray, np.ndarray, Meta]:
+  """Image score = the mean of its patch scores: scores [N, P] -> [N]; the whole-image baseline beside Eq. 7."""
+  if scores.ndim != 2 or scores.shape[1] == 0:
+    raise ValueError(f"Reduction 'mean_patches' expects scores of shape [N, P] with P >= 1 (one score per patch), "
+                     f"got shape {scores.shape}.")
+  _check_labels("mean_patches", labels, scores.shape[:1])
+  return scores.mean(axis=1), labels, meta
+
+
+def _mean_per_frame_normalized(scores: np.ndarray, labels: np.ndarray,
+                               meta: Meta) -> tuple[np.ndarray, np.ndarray, Meta]:
+  """`mean_per_frame`, then each video's frame scores min-max normalised (MOCCA Eq. 8, `normalize_per_video`)."""
+  frame_scores, frame_labels, frame_meta = _mean_per_frame(scores, labels, meta)
+  return normalize_per_video(frame_scores, frame_meta["video"]), frame_labels, frame_meta
+
+
 def _mean_per_frame(scores: np.ndarray, labels: np.ndarray, meta: Meta) -> tuple[np.ndarray, np.ndarray, Meta]:
   """Frame score = the mean over every clip that contains the frame; see `reduce` for the shapes."""
   if scores.ndim != 2:
@@ -94,7 +110,9 @@ def _check_labels(name: str, labels: np.ndarray, shape: tuple[int, ...]) -> None
 REDUCTIONS: dict[str, Reduction] = {
     "none": _none,
     "max_patches": _max_patches,
+    "mean_patches": _mean_patches,
     "mean_per_frame": _mean_per_frame,
+    "mean_per_frame_normalized": _mean_per_frame_normalized,
 }
 
 
@@ -105,11 +123,15 @@ def reduce(name: str, scores: ArrayLike, labels: ArrayLike,
   - `none`: scores [N], labels [N] pass through; meta passes through.
   - `max_patches`: scores [N, P] (one per patch) -> [N], the maximum over the patches (MOCCA MVTec, Eq. 7);
     labels [N] and meta pass through.
+  - `mean_patches`: scores [N, P] -> [N], the mean over the patches (the whole-image baseline that Eq. 7's maximum
+    is compared with).
   - `mean_per_frame` (video): N overlapping clips of T frames. scores [N, T] and labels [N, T] per clip frame,
     meta['video'] int [N] (video id of each clip), meta['frame'] int [N, T] (index of each clip frame within its
     video, >= 0). Output: M = number of distinct (video, frame) pairs; score = mean over all clips containing the
     frame, label = the frame's label (clips must agree), meta {'video': [M], 'frame': [M]} sorted by (video, frame).
     Other meta entries are per clip and are dropped.
+  - `mean_per_frame_normalized`: `mean_per_frame`, then each video's frame scores min-max normalised to [0, 1]
+    (`normalize_per_video`, MOCCA Eq. 8), so frames are ranked against the other frames of their own video.
 
   Args:
     name: a key of `REDUCTIONS`.

@@ -57,10 +57,15 @@ _SKIP_DIRS = ("checkpoints",)
 # Keys that do not change a run's result (or are the run's identity): left out of the recipe fingerprint.
 _NOT_RECIPE = ("seed", "data.normal_class", "data.normal_classes", "data.data_dir", "data.source", "data.ood.data_dir",
                "data.ood.source", "oe.data_dir", "oe.source", "reference.data_dir", "reference.source", "eval", "evals",
-               "threshold", "log_every_steps", "checkpoint_every_epochs", "multihost")
+               "threshold", "log_every_steps", "checkpoint_every_epochs", "multihost", "data.folder.root",
+               "data.folder.category", "data.video.root", "data.video.cache_dir")
+# Datasets whose recipe differs per class (MVTec AD: textures are trained on patches, objects whole): a run's values
+# that equal its class's default recipe (the config file, by class argument) are fingerprinted as "recipe", so the
+# categories of one recipe share a fingerprint and a mean row.
+_PER_CLASS_RECIPES = {"mvtec": ("mocca_mvtec.py", "category", "data.folder.category")}
 _NUM_CLASSES = {"cifar10": 10, "digits": 10, "mnist": 10, "fashion_mnist": 10, "stl10": 10, "svhn": 10,
-                "caltech_birds2010": 200, "caltech_birds2011": 200}
-_MEAN_PROTOCOLS = ("one_vs_rest", "leave_one_out")  # protocols whose papers average over classes
+                "caltech_birds2010": 200, "caltech_birds2011": 200, "mvtec": 15}
+_MEAN_PROTOCOLS = ("one_vs_rest", "leave_one_out", "per_category")  # protocols whose papers average over classes
 # Files Orbax writes into every checkpoint folder (as jaxad.models.weights._ORBAX_MARKERS; that package imports jax).
 _ORBAX_MARKERS = ("_CHECKPOINT_METADATA", "_METADATA", "commit_success.txt")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,7 +96,7 @@ class Run:
   method: str
   dataset: str
   protocol: str
-  klass: int | None
+  klass: int | str | None
   seed: int
   deviations: tuple[str, ...]
   fingerprint: str
@@ -121,7 +126,7 @@ class Row:
   scorer: str
   dataset: str
   protocol: str
-  klass: int | None
+  klass: int | str | None
   classes: tuple[int, ...]
   is_mean: bool
   metric: str
@@ -296,6 +301,9 @@ def _plain(config) -> dict:
 def fingerprint(config: Mapping[str, Any]) -> str:
   """sha1 of the config without the keys in `_NOT_RECIPE`: runs that differ only by seed or class share it."""
   c = _plain(config)
+  default = _class_default(c)
+  if default is not None:
+    c = _mark_defaults(c, default)
   for key in _NOT_RECIPE:
     *parents, last = key.split(".")
     node = c
@@ -304,6 +312,26 @@ def fingerprint(config: Mapping[str, Any]) -> str:
     if isinstance(node, dict):
       node.pop(last, None)
   return hashlib.sha1(json.dumps(c, sort_keys=True).encode()).hexdigest()
+
+
+def _class_default(config: dict) -> dict | None:
+  """The default config of a run's class where the recipe depends on the class (`_PER_CLASS_RECIPES`), else None."""
+  spec = _PER_CLASS_RECIPES.get(config_value(config, "data.name"))
+  if spec is None or config.get("method") != "mocca":
+    return None
+  file, argument, key = spec
+  from jaxad.config import load_config  # pylint: disable=g-import-not-at-top  (ml_collections only where needed)
+  try:
+    return _plain(load_config(os.path.join(_REPO, "configs", f"{file}:{argument}={config_value(config, key)}")))
+  except Exception:  # pylint: disable=broad-except  (an unknown class: no default, the run keeps its own values)
+    return None
+
+
+def _mark_defaults(config, default):
+  """`config` with every leaf equal to `default`'s replaced by the string 'recipe'."""
+  if isinstance(config, dict):
+    return {k: _mark_defaults(v, default.get(k) if isinstance(default, dict) else None) for k, v in config.items()}
+  return "recipe" if config == default else config
 
 
 def _same(a, b) -> bool:

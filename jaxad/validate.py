@@ -49,6 +49,7 @@ MAX_SEED = 2**22
 DROPS_REMAINDER = {
     "dsvdd": ("pretrain", "train"),
     "mocca": ("pretrain", "train"),
+    "mocca_video": ("train",),
     "deep_sad": ("pretrain",),  # its 'train' mixes normal images with labelled anomalies
     "ssl_multitask": ("train",),
     "mhrot": ("train",),
@@ -332,6 +333,9 @@ def _check_objective(config: ml_collections.ConfigDict) -> None:
   if "warmup_epochs" in obj:
     _check_real("objective.warmup_epochs", obj.warmup_epochs, "[0, inf)",
                 meaning="epochs before the soft boundary's radius is first set")
+  if "distance" in obj:
+    _check_name("objective.distance", obj.distance, hypersphere.DISTANCES, "distances")
+  _check_geometry(config)
   train = config.get("train")
   if obj.boundary == "soft" and "warmup_epochs" in obj and train is not None and obj.warmup_epochs >= train.epochs:
     raise _error("objective.warmup_epochs", obj.warmup_epochs,
@@ -339,6 +343,25 @@ def _check_objective(config: ml_collections.ConfigDict) -> None:
                  "over, so a warm-up as long as training leaves it at 0 and silently trains the hard boundary",
                  f"set --config.objective.warmup_epochs below {train.epochs} (Deep SVDD: 10 of 150), or "
                  "--config.objective.boundary='hard'")
+
+
+def _check_geometry(config: ml_collections.ConfigDict) -> None:
+  """The hypersphere methods' patches and rotations (MOCCA on MVTec AD)."""
+  from jaxad.methods import hypersphere  # pylint: disable=g-import-not-at-top
+  patches, augment = config.get("patches"), config.get("augment")
+  if isinstance(patches, ml_collections.ConfigDict):
+    _check_int("patches.size", patches.get("size", 0), lo=0, meaning="the patch side; 0 = whole images")
+    _check_int("patches.per_image", patches.get("per_image", 1), lo=1,
+               meaning="random training crops per image and step")
+  if isinstance(augment, ml_collections.ConfigDict) and "rotation" in augment:
+    rotation = augment.rotation
+    if (not isinstance(rotation, (tuple, list)) or len(rotation) != 2 or not all(map(_is_real, rotation))
+        or rotation[0] > rotation[1]):
+      raise _error("augment.rotation", rotation, "a (low, high) pair of angles in degrees with low <= high",
+                   "set e.g. --config.augment.rotation='(0.0, 45.0)', or '(0.0, 0.0)' for none")
+    _check_name("augment.border", augment.get("border", "reflect"), hypersphere.BORDERS, "borders")
+  if config.get("method") in ("dsvdd", "mocca", "deep_sad", "mocca_video") and "keep" in config:
+    _check_name("keep", config.keep, hypersphere.KEEP, "choices")
 
 
 def _check_rows_per_batch(config: ml_collections.ConfigDict) -> None:

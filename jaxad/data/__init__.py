@@ -52,7 +52,9 @@ MPI3D_PROTOCOLS = ("interventions", "color_shift")
 # `data.preprocess='standardize'` constants of datasets that have none of their own (`data.standardize_stats` wins).
 DEFAULT_STANDARDIZE_STATS = {"mpi3d": "imagenet64"}
 # Datasets whose images and splits come from files on disk rather than labelled arrays.
-FOLDER_DATASETS = ("folder", "mvtec")
+VIDEO_DATASETS = ("shanghaitech", "video")  # clips of frame folders (jaxad.data.video)
+# Datasets read from folders that already split into a normal training set and a labelled test set.
+FOLDER_DATASETS = ("folder", "mvtec", *VIDEO_DATASETS)
 
 
 def default_config(**overrides) -> ml_collections.ConfigDict:
@@ -78,6 +80,10 @@ def default_config(**overrides) -> ml_collections.ConfigDict:
           sizes=mpi3d.FACTOR_SIZES),  # factor sizes of the array (the real ones; tests use smaller grids)
       folder=dict(  # name='folder' (normal_dir + test_dir) or 'mvtec' (root + category), jaxad.data.folder
           normal_dir="", test_dir="", root="", category="", size=(0, 0), channels=3),
+      # name='shanghaitech' (root) or 'video' (train_dir + test_dir + labels_dir): clips of `clip_len` frames resized
+      # to `size`, sliding by `train_stride` / `test_stride`, background removed by `background` (jaxad.data.video).
+      video=dict(root="", train_dir="", test_dir="", labels_dir="", size=(256, 512), clip_len=16, train_stride=1,
+                 test_stride=1, channels=3, background="mog_image", cache_dir="", limit_videos=0),
       # protocol='ood' (Jezequel et al. Table 6): the anomalies of the test set are this dataset's split `split`
       # (label 1, class -1), from `source` / `data_dir` ('' = data.data_dir); limit > 0: a fixed subset (seed 0).
       ood=dict(name="svhn", split="test", source="auto", data_dir="", limit=0),
@@ -120,6 +126,24 @@ def _folder_dataset(data: ml_collections.ConfigDict):
   return folder.folder_splits(f.normal_dir, f.test_dir, size=size, channels=f.channels)
 
 
+def _video_dataset(data: ml_collections.ConfigDict):
+  from jaxad.data import video  # pylint: disable=g-import-not-at-top  (PIL only where it is used)
+
+  v = data.video
+  kwargs = dict(size=tuple(int(s) for s in v.size), clip_len=v.clip_len, train_stride=v.train_stride,
+                test_stride=v.test_stride, channels=v.channels, background=v.background,
+                cache_dir=v.cache_dir or None, limit_videos=v.limit_videos)
+  if data.name == "shanghaitech":
+    if not v.root:
+      raise ConfigError("data.name='shanghaitech' needs data.video.root (the folder holding training/ and "
+                        "testing/).")
+    return video.shanghaitech_splits(v.root, **kwargs)
+  if not (v.train_dir and v.test_dir and v.labels_dir):
+    raise ConfigError("data.name='video' needs data.video.train_dir (normal videos as frame folders), "
+                      "data.video.test_dir and data.video.labels_dir (one <video>.npy of per-frame labels each).")
+  return video.video_splits(v.train_dir, v.test_dir, v.labels_dir, **kwargs)
+
+
 def _mpi3d_dataset(data: ml_collections.ConfigDict) -> dict[str, ArrayExamples]:
   """MPI3D's protocol splits (`data.mpi3d`): 'train' (normal, class -1), 'test' (label, class = the factor value)."""
   task = _mpi3d_task(data)
@@ -133,6 +157,7 @@ def _mpi3d_dataset(data: ml_collections.ConfigDict) -> dict[str, ArrayExamples]:
 # that already are a normal set and a labelled test set.
 DATASETS = {name: _array_dataset(name) for name in sources.DATASETS}
 DATASETS.update({name: _folder_dataset for name in FOLDER_DATASETS})
+DATASETS.update({name: _video_dataset for name in VIDEO_DATASETS})
 DATASETS["mpi3d"] = _mpi3d_dataset
 
 
@@ -503,6 +528,8 @@ def _subsample(task: protocols.Task, train_limit: int, test_limit: int) -> proto
 
 def black_pixel(data: ml_collections.ConfigDict, channels: int) -> np.ndarray:
   """A black pixel [C] after `data.preprocess`: what RandomCrop's zero padding becomes once images are normalised."""
+  if data.preprocess == "signed":
+    return Preprocess("signed").black(channels)
   if data.preprocess != "standardize":
     return np.zeros(channels, np.float32)
   return Preprocess("standardize", mean=tuple(standardize_stats(data)[0]), std=tuple(standardize_stats(data)[1])

@@ -1,7 +1,8 @@
 """Examples and named sources: what the trainer, the evaluators and `--mode=predict` read.
 
-An *example* is a dict: `image` uint8 [H, W, C] (or `clip` uint8 [T, H, W, C]), `label` (1 = anomalous),
-`class` (the dataset's class id, -1 where there is none), and where present `mask` uint8 [H, W], `video`, `frame`,
+An *example* is a dict: `image` uint8 [H, W, C] (a video clip keeps the same key: `image` uint8 [T, H, W, C], so
+batching and preprocessing are one path), `label` (1 = anomalous; a clip's is per frame, [T]), `class` (the dataset's
+class id, -1 where there is none), and where present `mask` uint8 [H, W], `video`, `frame` ([T] for a clip),
 `path`. Examples come from grain random-access data sources: `ArrayExamples` over in-memory (or memory-mapped)
 arrays, and `jaxad.data.folder.FolderExamples` over image files decoded on access. Both also have `take(indices)`,
 the same fields stacked, which the batching pipeline uses instead of one `__getitem__` per example.
@@ -22,7 +23,7 @@ import numpy as np
 from jaxad.data.transforms import Preprocess
 
 # Fields that travel to the device in a batch; everything else (e.g. 'path') stays on the host.
-DEVICE_FIELDS = ("image", "clip", "label", "class", "mask", "video", "frame")
+DEVICE_FIELDS = ("image", "label", "class", "mask", "video", "frame")
 
 
 class ArrayExamples:
@@ -81,6 +82,8 @@ class Source:
     arrays = getattr(self.examples, "arrays", None)
     if arrays is not None:
       return np.asarray(arrays[name])
+    if hasattr(self.examples, "field"):  # e.g. video clips: labels and indices without decoding a frame
+      return np.asarray(self.examples.field(name))
     return np.asarray([self.examples[i][name] for i in range(len(self))])
 
   def subset(self, indices: np.ndarray) -> "Source":

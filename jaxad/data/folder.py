@@ -319,8 +319,9 @@ def folder_splits(normal_dir: str, test_dir: str, *, size: tuple[int, int],
 
 
 def _mvtec_hint(root: str) -> str:
-  return (f"Download MVTec AD from {MVTEC_URL} (licence {MVTEC_LICENCE}: non-commercial use) and extract it so that "
-          f"{root}/<category>/train/good/ exists; categories: {', '.join(MVTEC_CATEGORIES)}")
+  return (f"Get MVTec AD ({MVTEC_URL}, licence {MVTEC_LICENCE}: non-commercial use) with `python -m "
+          f"jaxad.data.downloads mvtec {root}`, or extract its archive yourself so that {root}/<category>/train/good/ "
+          f"exists; categories: {', '.join(MVTEC_CATEGORIES)}")
 
 
 def mvtec_splits(root: str, category: str, *, size: tuple[int, int],

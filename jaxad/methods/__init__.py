@@ -12,7 +12,8 @@ from typing import Callable
 import ml_collections
 
 from jaxad.errors import ConfigError
-from jaxad.methods import deep_features, finetune, geotrans, hypersphere, mhrot, ssl_multitask, supervised, transfer
+from jaxad.methods import (deep_features, finetune, geotrans, hypersphere, mhrot, mocca_video, ssl_multitask,
+                           supervised, transfer)
 from jaxad.methods.base import Method
 
 
@@ -38,6 +39,8 @@ METHODS = {
     # Deep SVDD and MOCCA are one method with one or several layers; the configs set the papers' recipes.
     "dsvdd": _HYPERSPHERE,
     "mocca": _HYPERSPHERE,
+    # MOCCA on video: one end-to-end phase (reconstruction + hyperspheres on LSTM features), per-frame scores.
+    "mocca_video": MethodSpec(mocca_video.method),
     # Deecke et al. 2021 and its baselines: one ResNet26 fine-tuned from source weights; the configs pick the loss,
     # the regulariser and the trainable parameters (see jaxad.methods.transfer).
     "adib": _TRANSFER,

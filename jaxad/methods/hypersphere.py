@@ -17,6 +17,16 @@ images (unlabelled, semi-target 0) and a few labelled anomalies (the 'anomaly' s
 every batch (`objective.anomaly_per_batch` of `train.batch_size` rows): ||z - c||^2 for the normal rows and
 eta / (||z - c||^2 + 1e-6) for the anomalies (`jaxad.losses.deep_sad`); score ||z - c||^2.
 
+MOCCA on MVTec AD (section IV-B, Eq. 7) runs on the same phases with four switches, all in the config
+(configs/mocca_mvtec.py): `patches.size` > 0 trains on `patches.per_image` random crops of that side per image and
+scores each test image by its grid of non-overlapping patches (raw scores [B, P]), reduced by their maximum
+(scorer 'hypersphere', the paper's Eq. 7) and, for comparison, their mean ('hypersphere_patch_mean');
+`augment.rotation` rotates every training image or crop by a random angle in that range (degrees) on the device,
+with reflected or black borders; `objective.distance='euclidean'` scores ||f_l - c_l|| - R_l instead of the
+squared form (the MVTec code's score); `model.selector='mlp'` puts the paper's selector head (conv, pooling, BN, FC
+to 128-d) on each chosen layer instead of global average pooling. `keep='min_loss'` keeps the hypersphere phase's
+epoch with the lowest mean loss, as the MVTec code does.
+
 Unlike the released MOCCA code, the encoder really starts from the pretrained autoencoder's encoder (the released
 code's key-prefix mismatch silently skips the copy; reference_implementations.md section 4.4).
 """
@@ -28,11 +38,15 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxad import losses, scores
+from jaxad.data import black_pixel, patches
 from jaxad.errors import ConfigError
 from jaxad.methods.base import FitPhase, Method, Output, Scorer, TrainPhase, apply_train
 from jaxad.models import get_model
 
 BOUNDARIES = ("hard", "soft")
+DISTANCES = ("squared", "euclidean")  # the score's distance: CIFAR code ||f - c||^2 - R^2, MVTec code ||f - c|| - R
+BORDERS = ("reflect", "black")  # how a rotation fills the corners it uncovers
+KEEP = ("last", "min_loss")
 
 
 def _selected(features, layers):
@@ -44,6 +58,41 @@ def _selected(features, layers):
   return out
 
 
+def _geometry(config: ml_collections.ConfigDict, spec) -> tuple[tuple[int, ...], int]:
+  """(the networks' input shape, the patch side: 0 = whole images)."""
+  size = int(config.get("patches", {}).get("size", 0))
+  if not size:
+    return tuple(spec.shape), 0
+  h, w, c = spec.shape
+  if size < 1 or h % size or w % size:
+    raise ConfigError(f"patches.size={size} must divide the images' {h}x{w} (a grid of non-overlapping patches "
+                      "scores each test image); set data.folder.size to a multiple of it.")
+  return (size, size, c), size
+
+
+def _augment(config: ml_collections.ConfigDict, spec, patch: int):
+  """The device-side training transform: random crops of side `patch` and/or random rotations; None if neither."""
+  aug = config.get("augment", {})
+  low, high = (float(a) for a in aug.get("rotation", (0.0, 0.0)))
+  border = aug.get("border", "reflect")
+  if border not in BORDERS:
+    raise ConfigError(f"augment.border must be one of {BORDERS}, got {border!r}.")
+  per_image = int(config.get("patches", {}).get("per_image", 1))
+  if not patch and low == high == 0.0:
+    return None
+  h, w, c = spec.shape
+  if not patch and h != w:
+    raise ConfigError(f"augment.rotation rotates square images only, got {h}x{w}: set data.folder.size square.")
+  mode, fill = ("reflect", 0.0) if border == "reflect" else ("constant", black_pixel(config.data, c))
+
+  def augment(batch, rng):
+    image = patches.rotated_crops(batch["image"], rng, size=patch or h, per_image=per_image if patch else 1,
+                                  angle_range=(low, high), random_center=bool(patch), mode=mode, fill=fill)
+    return {**batch, "image": image}
+
+  return augment
+
+
 def method(config: ml_collections.ConfigDict, spec) -> Method:
   """[Train('pretrain': autoencoder), Fit('center'), Train('train': encoder)] and the two scorers."""
   obj = config.objective
@@ -51,9 +100,21 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
     raise ConfigError(f"objective.boundary must be one of {BOUNDARIES}, got {obj.boundary!r}.")
   if not 0.0 < obj.nu <= 1.0:
     raise ConfigError(f"objective.nu must be in (0, 1], got {obj.nu}.")
-  ae, encoder = get_model(config.model.name)(rep_dim=config.model.rep_dim, ae_variant=config.model.ae_variant)
+  distance = obj.get("distance", "squared")
+  if distance not in DISTANCES:
+    raise ConfigError(f"objective.distance must be one of {DISTANCES}, got {distance!r}.")
+  keep = config.get("keep", "last")
+  if keep not in KEEP:
+    raise ConfigError(f"keep must be one of {KEEP} for the hypersphere methods, got {keep!r}.")
   layers = tuple(obj.layers)
-  valid_layers = _feature_names(encoder, spec.shape)
+  input_shape, patch = _geometry(config, spec)
+  augment = _augment(config, spec, patch)
+  try:
+    ae, encoder = get_model(config.model.name)(rep_dim=config.model.rep_dim, ae_variant=config.model.ae_variant,
+                                               layers=layers, selector=config.model.get("selector", "pool"))
+  except ValueError as e:  # the builders check layer names, selectors and variants
+    raise ConfigError(f"model {config.model.name!r}: {e}") from None
+  valid_layers = _feature_names(ae, input_shape)
   unknown = [l for l in layers if l not in valid_layers]
   if not layers or unknown:
     raise ConfigError(f"objective.layers {list(layers)} must be a non-empty subset of {valid_layers}.")
@@ -70,21 +131,37 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
                         f"Deep SAD (labelled anomalies per batch), got {per_batch}.")
     mix = {"normal": config.train.batch_size - per_batch, "anomaly": per_batch}
 
+  def as_patches(batch):
+    """Test images as their grid of patches [B * P, s, s, C] (whole images when patch = 0)."""
+    x = batch["image"]
+    return patches.grid_patches(x, patch).reshape(-1, *input_shape) if patch else x
+
+  def per_image(s, batch):
+    return s.reshape(batch["image"].shape[0], -1) if patch else s
+
+  def init_ae(rng, sample, previous) -> Output:
+    del sample, previous
+    variables = ae.init(rng, jnp.zeros((1, *input_shape)), train=False)
+    return Output({"params": variables["params"], "batch_stats": variables.get("batch_stats", {})})
+
   def pretrain_loss(params, ctx, batch):
     (x_hat, _), batch_stats = apply_train(ae, params, ctx, batch["image"])
     return losses.reconstruction(batch["image"], x_hat).mean(), (batch_stats, None, {})
 
   def reconstruction_score(variables, extra, batch):
     del extra
-    x_hat, _ = ae.apply(variables, batch["image"], train=False)
-    return losses.reconstruction(batch["image"], x_hat)
+    x = as_patches(batch)
+    x_hat, _ = ae.apply(variables, x, train=False)
+    return per_image(losses.reconstruction(x, x_hat), batch)
 
   def fit_centers(ctx) -> Output:
-    # The autoencoder's encoder submodule has exactly the standalone encoder's variables: take them all.
-    pretrained = ctx.previous["pretrain"].variables
-    variables = {"params": pretrained["params"]["encoder"], "batch_stats": pretrained["batch_stats"]["encoder"]}
-    feats = ctx.predict(lambda v, b: _selected(encoder.apply(v, b["image"], train=False)[1], layers), variables,
-                        "normal")
+    variables = _encoder_variables(encoder, ctx.previous["pretrain"].variables, input_shape, ctx.rng)
+    # Centres over the training images as the network sees them: whole images, or every grid patch of them.
+    def features(v, b):  # {layer: [B, P, D]}, P = 1 for whole images
+      feats = _selected(encoder.apply(v, as_patches(b), train=False)[1], layers)
+      return {l: f.reshape(b["image"].shape[0], -1, f.shape[-1]) for l, f in feats.items()}
+
+    feats = {l: f.reshape(-1, f.shape[-1]) for l, f in ctx.predict(features, variables, "normal").items()}
     centers = {name: losses.hypersphere_center(jnp.asarray(feats[name]), eps=obj.center_eps) for name in layers}
     return Output(variables, {"centers": centers})
 
@@ -123,24 +200,47 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
     return {**extra, "radii": radii}
 
   def hypersphere_score(variables, extra, batch):
-    _, features = encoder.apply(variables, batch["image"], train=False)
+    _, features = encoder.apply(variables, as_patches(batch), train=False)
     feats = _selected(features, layers)
     radii = jnp.stack([extra["radii"][l] for l in layers]) if soft else None
-    return scores.multi_layer([feats[l] for l in layers], [extra["centers"][l] for l in layers], radii,
-                              squared=True)
+    return per_image(scores.multi_layer([feats[l] for l in layers], [extra["centers"][l] for l in layers], radii,
+                                        squared=distance == "squared"), batch)
 
+  if patch:  # Eq. 7's maximum over the patches, and their mean as the whole-image baseline it is compared with
+    scorers = {"reconstruction": Scorer(reconstruction_score, phase="pretrain", reduction="max_patches"),
+               "hypersphere": Scorer(hypersphere_score, phase="train", reduction="max_patches"),
+               "hypersphere_patch_mean": Scorer(hypersphere_score, phase="train", reduction="mean_patches")}
+  else:
+    scorers = {"reconstruction": Scorer(reconstruction_score, phase="pretrain"),
+               "hypersphere": Scorer(hypersphere_score, phase="train")}
   return Method(
       phases=[
-          TrainPhase("pretrain", ae, config.pretrain, pretrain_loss, mix={"normal": config.pretrain.batch_size}),
+          TrainPhase("pretrain", ae, config.pretrain, pretrain_loss, mix={"normal": config.pretrain.batch_size},
+                     init=init_ae, augment=augment),
           FitPhase("center", fit_centers),
-          TrainPhase("train", encoder, config.train, hypersphere_loss, mix=mix, init=init_encoder,
-                     update_extra=update_radii, drop_remainder=not semi_supervised),
+          TrainPhase("train", encoder, config.train, hypersphere_loss, mix=mix, init=init_encoder, augment=augment,
+                     update_extra=update_radii, drop_remainder=not semi_supervised, keep=keep),
       ],
-      scorers={"reconstruction": Scorer(reconstruction_score, phase="pretrain"),
-               "hypersphere": Scorer(hypersphere_score, phase="train")})
+      scorers=scorers)
 
 
-def _feature_names(encoder, input_shape) -> list[str]:
-  out = jax.eval_shape(lambda: encoder.init_with_output(jax.random.key(0), jnp.zeros((1, *input_shape)),
-                                                        train=False)[0])
+def _encoder_variables(encoder, pretrained, input_shape, rng):
+  """The hypersphere network's initial variables: the pretrained autoencoder's encoder, plus fresh selector heads.
+
+  An encoder whose variables nest the autoencoder's encoder under 'encoder' (one with selector heads beside it)
+  gets that subtree and keeps its own initialisation for the rest; a plain encoder's variables are the
+  autoencoder's `encoder` subtree exactly.
+  """
+  enc = {"params": pretrained["params"]["encoder"], "batch_stats": pretrained.get("batch_stats", {}).get("encoder", {})}
+  fresh = encoder.init(rng, jnp.zeros((1, *input_shape)), train=False)
+  if "encoder" not in fresh["params"]:
+    return enc
+  return {"params": {**fresh["params"], "encoder": enc["params"]},
+          "batch_stats": {**fresh.get("batch_stats", {}), "encoder": enc["batch_stats"]}}
+
+
+def _feature_names(ae, input_shape) -> list[str]:
+  """The layers the autoencoder's encoder exposes (its features), which `objective.layers` chooses from."""
+  out = jax.eval_shape(lambda: ae.init_with_output(jax.random.key(0), jnp.zeros((1, *input_shape)),
+                                                   train=False)[0])
   return list(out[1])

@@ -1,19 +1,22 @@
 """Model registry: name -> builder of the Linen module(s) a method needs; every module returns (output, features).
 
-LeNet builders return an (autoencoder, encoder) pair for the pretrain-then-train methods; ResNet26 builders return
-one classifier network; `wide_resnet` (any depth and width) returns one trunk with a dense head per named task; the
-ImageNet backbones (VGG-F/M, DenseNet-169, ResNet-152, Inception-V3/V4) and Andrews' Male-5045 face CNN return
-(logits, features of their named layers) and load third-party weights (third_party_weights/, `backbones`).
+LeNet and MOCCA-MVTec builders return an (autoencoder, encoder) pair for the pretrain-then-train methods; ResNet26
+builders return one classifier network; `wide_resnet` (any depth and width) returns one trunk with a dense head per
+named task; the ImageNet backbones (VGG-F/M, DenseNet-169, ResNet-152, Inception-V3/V4) and Andrews' Male-5045 face
+CNN return (logits, features of their named layers) and load third-party weights (third_party_weights/, `backbones`).
 """
 
 import functools
 
 from jaxad.errors import ConfigError
-from jaxad.models import densenet, face_cnn, inception, lenet, resnet26, resnet_imagenet, vgg, wide_resnet
+from jaxad.models import (densenet, face_cnn, inception, lenet, mocca_resnet, resnet26, resnet_imagenet, vgg,
+                          video_ae, wide_resnet)
 
 MODELS = {
     "lenet_cifar10": lenet.lenet_cifar10,
     "lenet_mnist": lenet.lenet_mnist,
+    "mocca_mvtec": mocca_resnet.mocca_mvtec,
+    "mocca_video": video_ae.mocca_video,
     "resnet26_transferad": functools.partial(resnet26.ResNet26, variant="transferad"),
     "resnet26_rebuffi": functools.partial(resnet26.ResNet26, variant="rebuffi"),
     "wide_resnet": wide_resnet.WideResNet,

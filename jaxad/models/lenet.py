@@ -122,11 +122,23 @@ class LeNetMnistAE(nn.Module):
     return nn.sigmoid(h), features
 
 
-def lenet_cifar10(rep_dim: int = 128, ae_variant: str = "dsvdd"):
-  """(autoencoder, encoder) pair; the encoder's params are the autoencoder's params['encoder']."""
+def _check_selector(selector: str) -> None:
+  # MOCCA's CIFAR-10 net uses average pooling as its only "selector" (paper section IV-D), which the method applies.
+  if selector != "pool":
+    raise ValueError(f"The LeNet encoders have no selector heads: model.selector must be 'pool', got {selector!r}.")
+
+
+def lenet_cifar10(rep_dim: int = 128, ae_variant: str = "dsvdd", layers=(), selector: str = "pool"):
+  """(autoencoder, encoder) pair; the encoder's params are the autoencoder's params['encoder'].
+
+  `layers` is accepted for the hypersphere methods' common signature: the encoder returns every layer anyway.
+  """
+  del layers
+  _check_selector(selector)
   return LeNetCifarAE(rep_dim, ae_variant), LeNetEncoder((32, 64, 128), rep_dim)
 
 
-def lenet_mnist(rep_dim: int = 32, ae_variant: str = "dsvdd"):
-  del ae_variant  # MOCCA has no MNIST net; Deep SVDD's is the only one.
+def lenet_mnist(rep_dim: int = 32, ae_variant: str = "dsvdd", layers=(), selector: str = "pool"):
+  del ae_variant, layers  # MOCCA has no MNIST net; Deep SVDD's is the only one.
+  _check_selector(selector)
   return LeNetMnistAE(rep_dim), LeNetEncoder((8, 4), rep_dim, conv_init=torch_default)
