@@ -95,9 +95,14 @@ def main():
           if (paper, boundary, k, seed, warmup) in done:
             first = first or workdir
             continue
-          if first and not os.path.exists(os.path.join(workdir, "checkpoints", "pretrain")):
-            shutil.copytree(os.path.join(first, "checkpoints", "pretrain"),
-                            os.path.join(workdir, "checkpoints", "pretrain"))
+          if first and not os.path.exists(os.path.join(workdir, "config.json")):
+            if not os.path.exists(os.path.join(workdir, "checkpoints", "pretrain")):
+              shutil.copytree(os.path.join(first, "checkpoints", "pretrain"),
+                              os.path.join(workdir, "checkpoints", "pretrain"))
+            # The copied phase stores the first run's config, which differs in keys the pretraining never reads
+            # (boundary, warm-up): this run's own config.json is the reference jaxad checks a resume against.
+            with open(os.path.join(workdir, "config.json"), "w") as f:
+              f.write(config.to_json())
           t0 = time.time()
           summary = train.train_and_evaluate(config, workdir)
           results.append({

@@ -393,6 +393,8 @@ RECIPES: dict[str, Recipe] = {
         Fact("data.preprocess", "gcn_l1_minmax", "MOCCA section IV-A", "data"),
         Fact("objective.layers", ["conv1", "conv2", "conv3", "code"], "MOCCA sections III, IV-D (pooled conv1-3 + "
              "code), configs/mocca_cifar10.py", "objective"),
+        Fact("objective.warmup_epochs", 10, "MOCCA's CIFAR-10 code (hard-coded; its -we flag is ignored)",
+             "objective"),
     ) + _hypersphere_phases("jaxad's choice (Deep SVDD's; not in the paper or its code), configs/mocca_cifar10.py",
                             "MOCCA section IV-D", batch=256, pretrain_lr=1e-3, lr=1e-4), ("cifar10",)),
     "deep_sad": Recipe((

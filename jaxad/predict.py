@@ -25,7 +25,7 @@ import numpy as np
 
 from jaxad import evaluate, files, parallel, reductions
 from jaxad.checkpoint import output_exists, restore_output
-from jaxad.data import FOLDER_DATASETS
+from jaxad.data import FOLDER_DATASETS, VIDEO_DATASETS
 from jaxad.data.examples import ArrayExamples, Source
 from jaxad.data.transforms import Preprocess
 from jaxad.errors import ConfigError, DataError
@@ -83,6 +83,9 @@ def predict(workdir: str, images: str, *, batch_size: int | None = None) -> dict
   config = ml_collections.ConfigDict(_read_json(os.path.join(workdir, "config.json"), "the run's config"))
   if tuple(config.data.get("normal_classes", ()) or ()):
     raise ConfigError(f"{workdir} holds one run per normal class; pass --workdir={workdir}/class_K for one of them.")
+  if config.data.name in VIDEO_DATASETS:
+    raise ConfigError(f"--mode=predict scores image files, and {workdir} is a video model: its frame scores come "
+                      "from --mode=eval on the test videos of its data.video folders.")
   spec = _read_json(os.path.join(workdir, evaluate.DATA_SPEC_FILE), "the data description")
   thresholds = _read_json(os.path.join(workdir, "threshold.json"), "the decision thresholds")
   method = get_method(config.method)(config, DataSpec(tuple(spec["shape"]), spec["num_classes"]))

@@ -1,6 +1,6 @@
 """Per-pixel background models (jaxad.data.background) against OpenCV's MOG2 output and NumPy / SciPy references.
 
-Synthetic videos as in tests/video_data_test.py: a static textured background with a little sensor noise and a bright
+Synthetic videos (`helpers.moving_square`): a static textured background with a little sensor noise and a bright
 square moving 3 pixels a frame along rows (it never returns to a pixel); `golden_frames()` for the OpenCV comparison.
 """
 
@@ -10,26 +10,11 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
+import helpers
 from jaxad.data.background import (MixtureOfGaussians, dilate_mask, median_foreground, mog_background,
                                    mog_foreground, mog_image_foreground)
 
 H, W = 24, 48
-
-
-def moving_square(n, *, seed=0, h=H, w=W, side=6, speed=3, noise=2.0):
-  """uint8 [n, h, w, 3] frames, the square's true mask bool [n, h, w] and the background float [h, w, 3]."""
-  rng = np.random.default_rng(seed)
-  yy, xx = np.mgrid[:h, :w]
-  background = np.stack([(yy * 13 + xx * 7) % 120 + 40, (yy * 5 + xx * 11) % 100 + 60,
-                         (xx * 3 + yy * 17) % 140 + 50], axis=-1).astype(np.float64)
-  per_row = (w - side) // speed + 1
-  truth = np.zeros((n, h, w), bool)
-  for t in range(n):  # left to right along a row, then the next row down: no pixel is covered twice apart
-    x0, y0 = (t % per_row) * speed, (t // per_row) * side % (h - side + 1)
-    truth[t, y0:y0 + side, x0:x0 + side] = True
-  frames = background + rng.normal(0, noise, (n, h, w, 3))
-  frames[truth] = (250, 250, 40)
-  return np.clip(np.rint(frames), 0, 255).astype(np.uint8), truth, background
 
 
 def iou(a, b):
@@ -37,7 +22,7 @@ def iou(a, b):
 
 
 def test_mog_finds_the_moving_square_and_agrees_with_a_median_reference():
-  frames, truth, background = moving_square(40)
+  frames, truth, background = helpers.moving_square(40)
   masks = mog_foreground(frames)
   assert masks.shape == truth.shape and masks.dtype == bool
   assert masks[0].all()  # nothing learnt before frame 0
@@ -129,7 +114,7 @@ def test_mog_matches_opencv_mog2():
 
 
 def test_median_and_mog_image_against_scipy_references():
-  frames, truth, _ = moving_square(30, seed=3)
+  frames, truth, _ = helpers.moving_square(30, seed=3)
   f64 = frames.astype(np.float64)
 
   def dilate(masks, k):

@@ -124,3 +124,20 @@ def jaxad_main_in_process(*args, data_dir=None) -> tuple[int, str]:
     else:
       os.environ["JAXAD_DATA_DIR"] = saved
   return code, err.getvalue()
+
+
+def moving_square(n, *, seed=0, h=24, w=48, side=6, speed=3, noise=2.0):
+  """A video of a square moving over a textured background (the background and video tests):
+  uint8 [n, h, w, 3] frames, the square's true mask bool [n, h, w] and the background float [h, w, 3]."""
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[:h, :w]
+  background = np.stack([(yy * 13 + xx * 7) % 120 + 40, (yy * 5 + xx * 11) % 100 + 60,
+                         (xx * 3 + yy * 17) % 140 + 50], axis=-1).astype(np.float64)
+  per_row = (w - side) // speed + 1
+  truth = np.zeros((n, h, w), bool)
+  for t in range(n):  # left to right along a row, then the next row down: no pixel is covered twice apart
+    x0, y0 = (t % per_row) * speed, (t // per_row) * side % (h - side + 1)
+    truth[t, y0:y0 + side, x0:x0 + side] = True
+  frames = background + rng.normal(0, noise, (n, h, w, 3))
+  frames[truth] = (250, 250, 40)
+  return np.clip(np.rint(frames), 0, 255).astype(np.uint8), truth, background

@@ -185,7 +185,8 @@ def test_deviations_of_a_runlocal_config(ssl_runlocal):
                   "self_supervised())", "network WRN-10-1 (recipe WRN-16-4: Jezequel et al. section 3)"]
   mocca = report.deviations(load_config(str(REPO / "configs/mocca_cifar10.py:runlocal")))  # a ConfigDict works too
   assert [d.split(" (")[0] for d in mocca] == ["subset: data.train_limit=1024", "subset: data.test_limit=1000",
-                                               "reduced epochs: pretrain.epochs=2", "reduced epochs: train.epochs=2"]
+                                               "reduced epochs: pretrain.epochs=2", "reduced epochs: train.epochs=2",
+                                               "objective.warmup_epochs=1"]
 
 
 @pytest.mark.parametrize("spec", ["ssl_cifar10.py", "mocca_cifar10.py", "mocca_cifar10.py:boundary=hard",

@@ -16,6 +16,7 @@ import pytest
 import scipy.ndimage
 from PIL import Image
 
+import helpers
 from jaxad import reductions
 from jaxad.data import folder, video
 from jaxad.data.background import median_foreground, mog_foreground, mog_image_foreground
@@ -25,22 +26,6 @@ H, W = 24, 48
 CLIP, TRAIN_STRIDE = 8, 3
 TRAIN_LENGTHS = {"01_001": 20, "01_002": 33, "02_001": 40, "02_002": 5}  # the last is shorter than a clip
 TEST_LENGTHS = {"01_0014": 25, "02_0007": 38}
-
-
-def moving_square(n, *, seed=0, h=H, w=W, side=6, speed=3, noise=2.0):
-  """uint8 [n, h, w, 3] frames, the square's true mask bool [n, h, w] and the background float [h, w, 3]."""
-  rng = np.random.default_rng(seed)
-  yy, xx = np.mgrid[:h, :w]
-  background = np.stack([(yy * 13 + xx * 7) % 120 + 40, (yy * 5 + xx * 11) % 100 + 60,
-                         (xx * 3 + yy * 17) % 140 + 50], axis=-1).astype(np.float64)
-  per_row = (w - side) // speed + 1
-  truth = np.zeros((n, h, w), bool)
-  for t in range(n):  # left to right along a row, then the next row down: no pixel is covered twice apart
-    x0, y0 = (t % per_row) * speed, (t // per_row) * side % (h - side + 1)
-    truth[t, y0:y0 + side, x0:x0 + side] = True
-  frames = background + rng.normal(0, noise, (n, h, w, 3))
-  frames[truth] = (250, 250, 40)
-  return np.clip(np.rint(frames), 0, 255).astype(np.uint8), truth, background
 
 
 def anomaly_labels(n, seed):
@@ -62,10 +47,10 @@ def write_video(directory, frames, names=None):
 def make_shanghaitech(root):
   """A tiny ShanghaiTech-layout dataset; returns the test labels {video: labels}."""
   for seed, (name, n) in enumerate(TRAIN_LENGTHS.items()):
-    write_video(os.path.join(root, "training", "frames", name), moving_square(n, seed=seed)[0])
+    write_video(os.path.join(root, "training", "frames", name), helpers.moving_square(n, seed=seed)[0])
   labels = {}
   for seed, (name, n) in enumerate(TEST_LENGTHS.items(), start=10):
-    frames = moving_square(n, seed=seed)[0]
+    frames = helpers.moving_square(n, seed=seed)[0]
     y = anomaly_labels(n, seed)
     frames[y == 1, 14:20, 30:36] = (20, 40, 250)  # the anomaly: a blue square
     write_video(os.path.join(root, "testing", "frames", name), frames)
@@ -158,7 +143,7 @@ def test_none_leaves_frames_unchanged_and_mog_zeroes_background(dataset):
     np.testing.assert_array_equal(mog[i]["image"], frames[start:start + CLIP] * masks[start:start + CLIP, ..., None])
   # After the warm-up the kept pixels are the moving square: all of it, plus at most a 2-pixel rim where JPEG's
   # half-resolution colour planes smear the square's colour into its surroundings.
-  truth = moving_square(TRAIN_LENGTHS["02_001"], seed=2)[1][10:]
+  truth = helpers.moving_square(TRAIN_LENGTHS["02_001"], seed=2)[1][10:]
   found = mog.foreground(plain.video_names.index("02_001"))[10:]
   assert ((found & truth).sum(axis=(1, 2)) / truth.sum(axis=(1, 2)) > 0.95).all()
   rim = np.stack([scipy.ndimage.binary_dilation(t, iterations=2) for t in truth])
@@ -222,7 +207,7 @@ def test_labels_feed_mean_per_frame(dataset):
 
 
 def test_video_splits_and_natural_frame_order(tmp_path):
-  frames = moving_square(12, seed=5)[0]
+  frames = helpers.moving_square(12, seed=5)[0]
   names = [f"{i + 1}.png" for i in range(12)]  # unpadded: 10.png must come after 9.png
   write_video(str(tmp_path / "train" / "cam"), frames, names)
   write_video(str(tmp_path / "test" / "cam"), frames, names)

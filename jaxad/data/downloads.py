@@ -1,4 +1,4 @@
-r"""Downloads of the folder datasets that tfds does not serve: MVTec AD.
+r"""Verified downloads, and the folder datasets that tfds does not serve: MVTec AD.
 
   python -m jaxad.data.downloads mvtec DIR      # 4.9 GB archive, checksum verified, extracted into DIR
 
@@ -20,7 +20,6 @@ import tempfile
 import urllib.error
 import urllib.request
 
-from jaxad.data.folder import MVTEC_CATEGORIES, MVTEC_LICENCE, MVTEC_URL
 from jaxad.errors import DataError
 
 # The official archive (MVTec's download page links it after accepting the licence); the checksum is the one
@@ -30,28 +29,32 @@ MVTEC_ARCHIVE_URL = ("https://www.mydrive.ch/shares/38536/3830184030e49fe7474766
 MVTEC_SHA256 = "cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d"
 
 
-def file_sha256(path: str, *, chunk_size: int = 1 << 24) -> str:
-  """The SHA-256 hex digest of a file, read in chunks."""
-  digest = hashlib.sha256()
+def file_digest(path: str, algorithm: str = "sha256", *, chunk_size: int = 1 << 24) -> str:
+  """The hex digest of a file ('sha256', 'md5', any hashlib name), read in chunks."""
+  digest = hashlib.new(algorithm)
   with open(path, "rb") as f:
     while chunk := f.read(chunk_size):
       digest.update(chunk)
   return digest.hexdigest()
 
 
-def fetch(url: str, path: str, *, sha256: str, timeout: float = 60.0, chunk_size: int = 1 << 24) -> str:
-  """Downloads `url` to `path` if `path` is not already the file with this SHA-256; returns `path`.
+def fetch(url: str, path: str, *, checksum: str, algorithm: str = "sha256", name: str = "", offline_hint: str = "",
+          timeout: float = 60.0, chunk_size: int = 1 << 24) -> str:
+  """Downloads `url` to `path` unless `path` already is the file with this checksum; returns `path`.
+
+  Streams to a temporary file beside `path`, checks the digest, and only then renames it into place (atomic), so
+  `path` is either absent or complete.
 
   Raises:
-    DataError: no network (naming the URL and the offline route), or a download whose checksum differs (nothing is
-      left behind).
+    DataError: no network (naming the URL and `offline_hint`, by default "fetch it elsewhere and pass
+      --archive=PATH"), or a download whose checksum differs (nothing is written).
   """
-  if os.path.isfile(path) and file_sha256(path) == sha256:
+  if os.path.isfile(path) and file_digest(path, algorithm, chunk_size=chunk_size) == checksum:
     return path
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".part")
-  digest, done, error = hashlib.sha256(), 0, None
+  digest, done, error = hashlib.new(algorithm), 0, None
   try:
     with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
       total = int(response.headers.get("Content-Length") or 0)
@@ -60,17 +63,18 @@ def fetch(url: str, path: str, *, sha256: str, timeout: float = 60.0, chunk_size
         digest.update(chunk)
         done += len(chunk)
         if done % (1 << 30) < len(chunk):
-          logging.info("download: %.1f of %.1f GB", done / 2**30, total / 2**30)
+          logging.info("%s: %.1f of %.1f GB", name or url, done / 2**30, total / 2**30)
   except (urllib.error.URLError, OSError, ValueError) as e:  # no network, refused, timeout, disk full, bad URL
     error = e
   if error is not None:
     os.remove(tmp)
-    raise DataError(f"Could not download {url} ({type(error).__name__}: {error}). Without internet, fetch the file "
-                    f"elsewhere (sha256 {sha256}) and pass it with --archive=PATH.") from error
-  if digest.hexdigest() != sha256:
+    hint = offline_hint or f"fetch the file elsewhere ({algorithm} {checksum}) and pass it with --archive=PATH"
+    raise DataError(f"Could not download {name + ' from ' if name else ''}{url} ({type(error).__name__}: {error}). "
+                    f"Without internet, {hint}.") from error
+  if digest.hexdigest() != checksum:
     os.remove(tmp)
-    raise DataError(f"The download of {url} has sha256 {digest.hexdigest()}, expected {sha256} ({done} bytes): it is "
-                    "truncated or corrupted; nothing was kept. Try again.")
+    raise DataError(f"The download of {url} has {algorithm} {digest.hexdigest()}, expected {checksum} ({done} bytes): "
+                    "it is truncated or corrupted; nothing was written. Try again.")
   os.replace(tmp, path)
   return path
 
@@ -98,16 +102,18 @@ def download_mvtec(root: str, *, archive: str = "", url: str = MVTEC_ARCHIVE_URL
   Categories already present are kept as they are. `archive`: a local copy of the archive (verified the same way).
   Licence: CC BY-NC-SA 4.0 (non-commercial use only), https://www.mvtec.com/company/research/datasets/mvtec-ad.
   """
+  from jaxad.data.folder import MVTEC_CATEGORIES, MVTEC_URL  # pylint: disable=g-import-not-at-top  (PIL)
   if all(os.path.isdir(os.path.join(root, c, "train")) for c in MVTEC_CATEGORIES):
     return root
   if archive:
     if not os.path.isfile(archive):
       raise DataError(f"MVTec AD archive {archive} does not exist.")
-    if file_sha256(archive) != sha256:
-      raise DataError(f"{archive} has sha256 {file_sha256(archive)}, expected {sha256}: it is not the MVTec AD "
+    got = file_digest(archive)
+    if got != sha256:
+      raise DataError(f"{archive} has sha256 {got}, expected {sha256}: it is not the MVTec AD "
                       f"archive or it is damaged. Download it again from {MVTEC_URL}.")
   else:
-    archive = fetch(url, os.path.join(root, os.path.basename(url)), sha256=sha256)
+    archive = fetch(url, os.path.join(root, os.path.basename(url)), checksum=sha256, name="MVTec AD")
   extract(archive, root)
   return root
 
@@ -123,7 +129,7 @@ def main(argv: list[str]) -> int:
   except DataError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
-  print(f"MVTec AD is in {root} (licence {MVTEC_LICENCE}: non-commercial use only).")
+  print(f"MVTec AD is in {root} (licence CC BY-NC-SA 4.0: non-commercial use only).")
   return 0
 
 

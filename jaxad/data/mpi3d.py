@@ -55,20 +55,15 @@ NeurIPS 2019.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import logging
 import math
 import os
 import struct
-import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Sequence
 
 import numpy as np
 
-from jaxad.data import protocols, sources
+from jaxad.data import downloads, protocols, sources
 from jaxad.errors import ConfigError, DataError
 
 FILENAME = "mpi3d_real.npz"
@@ -284,11 +279,7 @@ def default_path(data_dir: str | None = None) -> str:
 
 def file_md5(path: str, *, chunk_size: int = 1 << 24) -> str:
   """The md5 hex digest of a file, read in chunks."""
-  digest = hashlib.md5()
-  with open(path, "rb") as f:
-    while chunk := f.read(chunk_size):
-      digest.update(chunk)
-  return digest.hexdigest()
+  return downloads.file_digest(path, "md5", chunk_size=chunk_size)
 
 
 def download(path: str | None = None, *, url: str = URL, md5: str = MD5, timeout: float = 60.0,
@@ -298,35 +289,10 @@ def download(path: str | None = None, *, url: str = URL, md5: str = MD5, timeout
   Streams to a temporary file beside `path`, checks the md5 and only then renames it into place (atomic), so `path`
   is either absent or complete. An existing `path` with the right md5 is kept as is.
   """
-  path = path or default_path()
-  if os.path.exists(path) and file_md5(path) == md5:
-    return path
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".part")
-  digest, done, error = hashlib.md5(), 0, None
-  try:
-    with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-      total = int(response.headers.get("Content-Length") or 0)
-      while chunk := response.read(chunk_size):
-        out.write(chunk)
-        digest.update(chunk)
-        done += len(chunk)
-        if done % (1 << 30) < len(chunk):
-          logging.info("mpi3d: %.1f of %.1f GB", done / 2 ** 30, total / 2 ** 30)
-  except (urllib.error.URLError, OSError, ValueError) as e:  # no network, refused, timeout, disk full, bad URL
-    error = e
-  if error is not None:
-    os.remove(tmp)
-    raise DataError(f"Could not download MPI3D-real from {url} ({type(error).__name__}: {error}). Without "
-                    f"internet, fetch it elsewhere (12 GB, md5 {md5}) and give its local path to "
-                    f"mpi3d.load(path) (or put {FILENAME} in ${sources.DATA_DIR_ENV}).") from error
-  if digest.hexdigest() != md5:
-    os.remove(tmp)
-    raise DataError(f"The download of {url} has md5 {digest.hexdigest()}, expected {md5} ({done} bytes): it is "
-                    "truncated or corrupted; nothing was written. Try again.")
-  os.replace(tmp, path)
-  return path
+  return downloads.fetch(url, path or default_path(), checksum=md5, algorithm="md5", name="MPI3D-real",
+                         timeout=timeout, chunk_size=chunk_size,
+                         offline_hint=f"fetch it elsewhere (12 GB, md5 {md5}) and give its local path to "
+                                      f"mpi3d.load(path) (or put {FILENAME} in ${sources.DATA_DIR_ENV})")
 
 
 def _memmap_npz_member(path: str, member: str) -> np.ndarray | None:

@@ -51,7 +51,7 @@ selector (any input size) on conv/res/down1/down2/down3/fc1/fc2/code has 50,081/
 50,048/50,048.
 
 References:
-  Massoli, Falchi, Kantarci, Akti, Akdogan, Amato. MOCCA: Multilayer One-Class Classification for Anomaly
+  Massoli, Falchi, Kantarci, Akti, Ekenel, Amato. MOCCA: Multilayer One-Class Classification for Anomaly
   Detection. IEEE TNNLS 2021 (arXiv:2012.12111).
 """
 
