@@ -132,7 +132,7 @@ def main():
     return
   import jax  # pylint: disable=g-import-not-at-top
   results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                         "jax": jax.__version__}, "steps": args.steps, "video_batch": args.video_batch, "runs": {}}
+                         "jax": jax.__version__}, "video_batch": args.video_batch, "runs": {}}
   if os.path.exists(args.out):  # add to (or replace workloads of) an earlier result file
     with open(args.out) as f:
       results["runs"] = json.load(f).get("runs", {})

@@ -156,7 +156,7 @@ def _mpi3d_dataset(data: ml_collections.ConfigDict) -> dict[str, ArrayExamples]:
 # Array datasets give their train/test splits for a protocol to select from; mpi3d, folder and mvtec give splits
 # that already are a normal set and a labelled test set.
 DATASETS = {name: _array_dataset(name) for name in sources.DATASETS}
-DATASETS.update({name: _folder_dataset for name in FOLDER_DATASETS})
+DATASETS.update({name: _folder_dataset for name in ("folder", "mvtec")})
 DATASETS.update({name: _video_dataset for name in VIDEO_DATASETS})
 DATASETS["mpi3d"] = _mpi3d_dataset
 
