@@ -51,13 +51,14 @@ References:
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaxad.errors import ConfigError
+from jaxad.models.lenet import torch_bias
 
 ModuleDef = Any
 
@@ -73,16 +74,6 @@ V3_VARIANTS = {
     'torchvision': dict(bn_scale=True, pool_count_include_pad=True, bn_momentum=0.9),
     'keras': dict(bn_scale=False, pool_count_include_pad=False, bn_momentum=0.99),
 }
-
-
-def _head_bias_init(fan_in: int) -> Callable[..., jax.Array]:
-  """PyTorch's nn.Linear bias default U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (the bias shape alone lacks fan_in)."""
-  bound = 1.0 / fan_in**0.5
-
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-  return init
 
 
 class BatchNorm(nn.Module):
@@ -334,7 +325,7 @@ def _finish(model: nn.Module, y: jax.Array, blocks: list[nn.Module],
   if model.dropout_rate > 0:
     h = nn.Dropout(model.dropout_rate, deterministic=not train, name='dropout')(h)
   logits = nn.Dense(model.num_classes, dtype=model.dtype, kernel_init=head_kernel_init,
-                    bias_init=_head_bias_init(pooled.shape[-1]), name='head')(h)
+                    bias_init=torch_bias(pooled.shape[-1]), name='head')(h)
   return logits, features
 
 

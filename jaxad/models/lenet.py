@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 _SLOPE = 0.01  # PyTorch's F.leaky_relu default, used by both papers' code.
@@ -26,6 +27,17 @@ xavier_lrelu = nn.initializers.variance_scaling(_LRELU_GAIN**2, "fan_avg", "unif
 torch_default = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 # The same default on a ConvTranspose: PyTorch computes its fan_in from the *output* channels.
 torch_default_transpose = nn.initializers.variance_scaling(1.0 / 3.0, "fan_out", "uniform")
+
+
+def torch_bias(fan_in: int):
+  """PyTorch's Linear/Conv (and LSTM) bias default U(-1/sqrt(fan_in), 1/sqrt(fan_in)): a bias shape alone lacks
+  fan_in, so it is given."""
+  bound = 1.0 / fan_in**0.5
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
 
 
 def _bn(train: bool, name: str) -> nn.BatchNorm:

@@ -57,13 +57,11 @@ References:
 
 from __future__ import annotations
 
-from typing import Callable
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxad.models.lenet import torch_default, torch_default_transpose
+from jaxad.models.lenet import torch_bias, torch_default, torch_default_transpose
 from jaxad.models.resnet26 import BatchNorm
 
 LAYERS = ("conv", "res", "down1", "down2", "down3", "fc1", "fc2", "code")
@@ -72,16 +70,6 @@ SELECTORS = ("pool", "mlp")
 _SLOPE = 0.01  # torch.nn.LeakyReLU() default, used throughout the MVTec model.
 _WIDTH = 32  # stem width; the downsampling blocks double it three times: 64, 128, 256.
 _FC = 256  # width of the encoder's (and decoder's) hidden Dense layer: the last conv depth.
-
-
-def _torch_bias(fan_in: int) -> Callable[..., jax.Array]:
-  """PyTorch's Linear/Conv bias default U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (the bias shape alone lacks fan_in)."""
-  bound = 1.0 / fan_in**0.5
-
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-  return init
 
 
 def _lrelu(x: jax.Array) -> jax.Array:
@@ -93,7 +81,7 @@ def _bn(name: str) -> BatchNorm:
 
 
 def _dense(features: int, fan_in: int, name: str) -> nn.Dense:
-  return nn.Dense(features, kernel_init=torch_default, bias_init=_torch_bias(fan_in), name=name)
+  return nn.Dense(features, kernel_init=torch_default, bias_init=torch_bias(fan_in), name=name)
 
 
 def _conv(features: int, kernel: int, stride: int, padding: int, name: str) -> nn.Conv:
@@ -237,7 +225,7 @@ class Selector(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     if x.ndim == 4:
-      x = nn.Conv(1, (1, 1), kernel_init=torch_default, bias_init=_torch_bias(x.shape[-1]), name="conv")(x)
+      x = nn.Conv(1, (1, 1), kernel_init=torch_default, bias_init=torch_bias(x.shape[-1]), name="conv")(x)
       x = _adaptive_max_pool(x, self.pool_size).reshape(x.shape[0], -1)
     elif x.ndim != 2:
       raise ValueError(f"Selector takes [B, H, W, C] maps or [B, D] vectors, got shape {x.shape}.")

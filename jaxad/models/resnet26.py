@@ -25,11 +25,13 @@ References:
   Rebuffi, Bilen, Vedaldi. Learning multiple visual domains with residual adapters. NeurIPS 2017.
 """
 
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from jaxad.models.lenet import torch_bias
 
 # He fan-out normal: for an HWIO kernel jax's fan_out is k*k*out, so the std is sqrt(2 / (k*k*out)).
 conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
@@ -44,16 +46,6 @@ VARIANTS = {
     'rebuffi': (32, False, (64, 128, 256), (2, 2, 2)),
 }
 BLOCKS_PER_STAGE = 4
-
-
-def _uniform_fan_in(fan_in: int) -> Callable[..., jax.Array]:
-  """PyTorch's nn.Linear bias default U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (the bias shape alone lacks fan_in)."""
-  bound = 1.0 / fan_in**0.5
-
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-  return init
 
 
 class BatchNorm(nn.Module):
@@ -223,5 +215,5 @@ class ResNet26(nn.Module):
     pooled = jnp.mean(y, axis=(1, 2))
     features['pooled'] = pooled
     logits = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=head_kernel_init,
-                      bias_init=_uniform_fan_in(pooled.shape[-1]), name='head')(pooled)
+                      bias_init=torch_bias(pooled.shape[-1]), name='head')(pooled)
     return logits, features

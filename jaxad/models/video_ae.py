@@ -72,10 +72,9 @@ References:
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from jaxad.models.lenet import torch_default, torch_default_transpose
+from jaxad.models.lenet import torch_bias, torch_default, torch_default_transpose
 from jaxad.models.resnet26 import BatchNorm
 
 LAYERS = ("block1", "block2", "block3", "block4", "block5", "fc1", "code")
@@ -89,12 +88,6 @@ _SLOPE = 0.01
 _causal_init = nn.initializers.variance_scaling(2.0 / 9.0, "fan_in", "uniform")
 
 
-def _uniform_fan_in(fan_in: int):
-  """PyTorch's bias default U(+-1/sqrt(fan_in)) (a bias shape alone does not give fan_in)."""
-  bound = fan_in**-0.5
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
-
-
 def _lrelu(x):
   return nn.leaky_relu(x, _SLOPE)
 
@@ -104,7 +97,7 @@ def _bn(train: bool, name: str):
 
 
 def _dense(features: int, fan_in: int, name: str) -> nn.Dense:
-  return nn.Dense(features, kernel_init=torch_default, bias_init=_uniform_fan_in(fan_in), name=name)
+  return nn.Dense(features, kernel_init=torch_default, bias_init=torch_bias(fan_in), name=name)
 
 
 def _causal_conv(features: int, stride: tuple[int, int, int], name: str) -> nn.Conv:
@@ -197,7 +190,7 @@ class TorchLSTMCell(nn.RNNCellBase):
   def __call__(self, carry, x):
     c, h = carry
     n = self.features
-    init = _uniform_fan_in(n)  # PyTorch: every LSTM weight and bias ~ U(+-1/sqrt(hidden_size))
+    init = torch_bias(n)  # PyTorch: every LSTM weight and bias ~ U(+-1/sqrt(hidden_size))
     z = (x @ self.param("kernel_ih", init, (x.shape[-1], 4 * n)) + self.param("bias_ih", init, (4 * n,))
          + h @ self.param("kernel_hh", init, (n, 4 * n)) + self.param("bias_hh", init, (4 * n,)))
     i, f, g, o = jnp.split(z, 4, axis=-1)
@@ -270,7 +263,7 @@ class VideoAE(nn.Module):
     outs = tuple(reversed(self.widths[:-1])) + (self.widths[0],)
     for i, (width, stride) in enumerate(zip(outs, reversed(TIME_STRIDES)), start=1):
       y = UpBlock(width, stride, name=f"dec_block{i}")(y, train=train)
-    y = nn.Conv(x.shape[-1], (1, 1, 1), kernel_init=torch_default, bias_init=_uniform_fan_in(self.widths[0]),
+    y = nn.Conv(x.shape[-1], (1, 1, 1), kernel_init=torch_default, bias_init=torch_bias(self.widths[0]),
                 name="dec_out")(y)
     if self.ae_variant == "mirror":
       y = nn.sigmoid(y)
