@@ -1,10 +1,12 @@
-r"""Training throughput (img/s) and peak memory of the LeNet autoencoder and encoder steps (Deep SVDD / MOCCA).
+r"""Training throughput (img/s) and peak memory of the LeNet autoencoder and encoder steps under XLA CPU flag sets.
 
-  python benchmarks/lenet_throughput.py --out=benchmarks/results/lenet_throughput.json
+  python benchmarks/lenet_throughput.py --rounds=3 --out=benchmarks/results/lenet_throughput.json
 
-Each variant runs in its own process (XLA_FLAGS must be set before jax starts), on random CIFAR-sized images with
-the configs' batch sizes: the jitted train step of each training phase is timed after compilation and a warm-up
-(fit phases, e.g. the hypersphere centers between the two, run untimed on the same random images).
+The levers of `jaxad.xla_flags`: each flag set (VARIANTS) runs in its own process (XLA_FLAGS must be set before jax
+starts), on random CIFAR-sized images with the configs' batch sizes: the jitted train step of each training phase
+is timed after compilation and a warm-up (fit phases, e.g. the hypersphere centers between the two, run untimed on
+the same random images). The variants alternate within each of `--rounds` rounds, the 1-minute load average is
+recorded before each process, and the JSON has every round plus the medians.
 """
 
 import argparse
@@ -12,12 +14,17 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 
+_YNN = "--xla_cpu_experimental_ynn_fusion_type="
 VARIANTS = {
     "default": "",
-    "ynn_individual_dot": "--xla_cpu_experimental_ynn_fusion_type=individual_dot",
+    "ynn_individual_dot": _YNN + "individual_dot",
+    "ynn_dot_eltwise_reduce": _YNN + "individual_dot,eltwise,reduce",
+    "ynn_dot+onednn": _YNN + "individual_dot --xla_cpu_use_onednn=true",
+    "ynn_dot+no_tree_reduction": _YNN + "individual_dot --xla_disable_hlo_passes=tree_reduction_rewriter",
 }
 
 
@@ -59,23 +66,36 @@ def main():
   parser.add_argument("--out", default="benchmarks/results/lenet_throughput.json")
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--configs", default="mocca_cifar10.py,dsvdd_cifar10.py")
+  parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--variants", default="", help="comma-separated VARIANTS names; default all")
   parser.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args._child:  # pylint: disable=protected-access
     print(json.dumps(measure(args._child[0], int(args._child[1]))))  # pylint: disable=protected-access
     return
   results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-             "runs": []}
+             "rounds": args.rounds, "runs": []}
+  variants = args.variants.split(",") if args.variants else list(VARIANTS)
   for config in args.configs.split(","):
-    for name, flags in VARIANTS.items():
-      env = dict(os.environ, XLA_FLAGS=flags)
-      proc = subprocess.run([sys.executable, __file__, "--_child", config, str(args.steps)], env=env,
-                            capture_output=True, text=True, check=True)
-      run = {"config": config, "xla_flags": name, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    per_round = {name: [] for name in variants}
+    for r in range(args.rounds):
+      order = variants[r % len(variants):] + variants[:r % len(variants)]  # rotate: no variant always runs first
+      for name in order:
+        env = dict(os.environ, XLA_FLAGS=VARIANTS[name], JAXAD_XLA_CPU_DEFAULTS="0")
+        load = os.getloadavg()[0]
+        proc = subprocess.run([sys.executable, __file__, "--_child", config, str(args.steps)], env=env,
+                              capture_output=True, text=True, check=True)
+        per_round[name].append({"load_avg_1min": load, **json.loads(proc.stdout.strip().splitlines()[-1])})
+    for name, rounds in per_round.items():
+      phases = [k for k, v in rounds[0].items() if isinstance(v, dict) and "img_per_s" in v]
+      run = {"config": config, "xla_flags": name, "flags": VARIANTS[name], "rounds": rounds,
+             **{k: {"img_per_s": statistics.median(r[k]["img_per_s"] for r in rounds),
+                    "batch_size": rounds[0][k]["batch_size"]} for k in phases},
+             "peak_rss_mib": max(r["peak_rss_mib"] for r in rounds)}
       results["runs"].append(run)
-      print(f"{config:20s} {name:20s} " + "  ".join(f"{k} {v['img_per_s']:7.1f} img/s" for k, v in run.items()
-                                                    if isinstance(v, dict) and "img_per_s" in v)
-            + f"  peak {run['peak_rss_mib']:.0f} MiB", flush=True)
+      loads = ", ".join(f"{r['load_avg_1min']:.1f}" for r in rounds)
+      print(f"{config:20s} {name:26s} " + "  ".join(f"{k} {run[k]['img_per_s']:7.1f} img/s" for k in phases)
+            + f"  peak {run['peak_rss_mib']:.0f} MiB  (load before each round: {loads})", flush=True)
   import jax  # pylint: disable=g-import-not-at-top
   results["machine"]["jax"] = jax.__version__
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -21,7 +21,7 @@ r"""Jezequel et al.'s multi-task WRN-16-4: train-step throughput against a PyTor
 FLOPs: counted analytically for the WRN-16-4 forward at 32x32 (2 per multiply-add of every conv and dense layer;
 BN, ReLU, pooling and the transforms are left out); a training image costs 3x its forward (forward, input
 gradient, weight gradient). The fraction of the machine's fp32 matmul peak uses a measured peak: the best of
-`jnp.dot` and `torch.mm` on 2048^2 and 4096^2 fp32 matrices in this process (no other benchmark computes one).
+`jnp.dot` and `torch.mm` on 2048^2 and 4096^2 fp32 matrices in this process (benchmarks/peers/measure.py).
 
 Memory, all in one process: during every round a thread samples the bytes live in glibc malloc (`HeapSampler`;
 XLA's CPU buffers and torch's tensors both come from it); `step_heap_mib` is the most the step added over what was
@@ -36,16 +36,15 @@ process's peak resident set (`resource.getrusage`), `baseline_rss_mib` the one b
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import json
 import os
 import platform
 import resource
 import statistics
 import sys
-import threading
 import time
+
+from peers.measure import matmul_peak_gflops, rounds_of  # benchmarks/peers, beside this file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.join(HERE, "..")
@@ -54,7 +53,7 @@ SIZE = 32
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Machine facts: FLOPs, peak, memory.
+# FLOPs. The machine's peak, the CPU use of other processes and the heap: benchmarks/peers/measure.py.
 
 
 def wrn_forward_flops(depth: int, width: int, size: int, head_outputs: int) -> dict:
@@ -75,93 +74,6 @@ def wrn_forward_flops(depth: int, width: int, size: int, head_outputs: int) -> d
       cin = cout
   dense = 2 * cin * head_outputs
   return {"conv": conv, "dense": dense, "forward": conv + dense, "train": 3 * (conv + dense)}
-
-
-def matmul_peak_gflops(sizes=(2048, 4096), reps: int = 3) -> dict:
-  """Best fp32 GFLOP/s of square matmuls in jax and in torch (each the fastest of `reps` after a warm-up, over
-  `sizes`): the machine's attainable fp32 peak as the two frameworks' GEMMs reach it."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import torch  # pylint: disable=g-import-not-at-top
-
-  out = {"jax": 0.0, "torch": 0.0}
-  dot = jax.jit(jnp.dot)
-  for n in sizes:
-    a = np.random.default_rng(0).normal(size=(n, n)).astype(np.float32)
-    ja, ta = jnp.asarray(a), torch.from_numpy(a)
-    for name, fn in (("jax", lambda: dot(ja, ja).block_until_ready()), ("torch", lambda: torch.mm(ta, ta))):
-      fn()
-      out[name] = max(out[name], 2 * n ** 3 / min(_timed(fn) for _ in range(reps)) / 1e9)
-  return out
-
-
-def _timed(fn) -> float:
-  t0 = time.perf_counter()
-  fn()
-  return time.perf_counter() - t0
-
-
-def cpu_snapshot() -> tuple[float, float, float, float]:
-  """(wall s, busy CPU s of the whole machine, CPU s of this process, steal s) for `others_cores`."""
-  with open("/proc/stat") as f:
-    user, nice, system, _, _, irq, softirq, steal = (int(v) for v in f.readline().split()[1:9])
-  hz = os.sysconf("SC_CLK_TCK")
-  own = resource.getrusage(resource.RUSAGE_SELF)
-  return (time.perf_counter(), (user + nice + system + irq + softirq) / hz, own.ru_utime + own.ru_stime, steal / hz)
-
-
-def others_cores(before, after) -> tuple[float, float]:
-  """CPU cores that other processes kept busy between two `cpu_snapshot`s, and cores stolen by the hypervisor."""
-  wall = after[0] - before[0]
-  return (max(0.0, (after[1] - before[1]) - (after[2] - before[2])) / wall, (after[3] - before[3]) / wall)
-
-
-class _MallInfo2(ctypes.Structure):
-  _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-                                              "uordblks", "fordblks", "keepcost")]
-
-
-class HeapSampler:
-  """Peak of the bytes live in glibc malloc (all arenas + mmapped blocks) while a block of code runs.
-
-  XLA's CPU buffers and PyTorch's CPU tensors both come from malloc, so this sees either framework's working
-  memory, live bytes only: unlike the resident set it does not keep what one framework freed and the allocator
-  kept, which would hide the next variant's allocations in a shared process. A thread polls `mallinfo2()` (about
-  50 us a call) every `interval` seconds; peaks shorter than that can be missed, which does not matter for a
-  training step's activations (alive from the forward pass to the backward pass, seconds here).
-  """
-
-  def __init__(self, interval: float = 0.005):
-    self.interval = interval
-    try:
-      self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-      self._libc.mallinfo2.restype = _MallInfo2
-    except (OSError, AttributeError):  # not glibc >= 2.33: no heap figures
-      self._libc = None
-    self.start_mib = self.peak_mib = float("nan")
-
-  def live_mib(self) -> float:
-    if self._libc is None:
-      return float("nan")
-    m = self._libc.mallinfo2()
-    return (m.uordblks + m.hblkhd) / 2**20
-
-  def __enter__(self):
-    self.start_mib = self.peak_mib = self.live_mib()
-    self._stop = threading.Event()
-    self._thread = threading.Thread(target=self._poll, daemon=True)
-    self._thread.start()
-    return self
-
-  def _poll(self):
-    while not self._stop.wait(self.interval):
-      self.peak_mib = max(self.peak_mib, self.live_mib())
-
-  def __exit__(self, *exc):
-    self._stop.set()
-    self._thread.join()
-    self.peak_mib = max(self.peak_mib, self.live_mib())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -291,29 +203,6 @@ def scorer_runner(config, scorer_name: str, eval_batch: int) -> tuple:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def rounds_of(variants: dict, rounds: int, n: int, per_call: int) -> dict:
-  """Alternating rounds, the order rotating each round; per variant: seconds, load average and heap per round."""
-  names = list(variants)
-  log = {name: {"seconds": [], "load1": [], "others_cores": [], "steal_cores": [], "heap_peak_mib": [],
-                "step_heap_mib": []} for name in names}
-  for r in range(rounds):
-    order = names[r % len(names):] + names[:r % len(names)]
-    for name in order:
-      log[name]["load1"].append(os.getloadavg()[0])
-      before = cpu_snapshot()
-      with HeapSampler() as heap:
-        log[name]["seconds"].append(variants[name](n))
-      others, steal = others_cores(before, cpu_snapshot())
-      log[name]["others_cores"].append(others)
-      log[name]["steal_cores"].append(steal)
-      log[name]["heap_peak_mib"].append(heap.peak_mib)
-      log[name]["step_heap_mib"].append(heap.peak_mib - heap.start_mib)
-      print(f"  round {r + 1}/{rounds} {name:20s} {per_call * n / log[name]['seconds'][-1]:8.2f} /s  load "
-            f"{log[name]['load1'][-1]:.2f}  others {others:.2f} cores  heap +{log[name]['step_heap_mib'][-1]:.0f} MiB",
-            flush=True)
-  return log
 
 
 def _memory(log: dict) -> dict:

@@ -9,7 +9,8 @@ weight-gradient convolutions). The method's fit phases ('source': random init he
 the jitted step is timed after compilation and a warm-up, on random images of the given size. Memory: the process's
 peak RSS (host RAM on CPU, including the Python/JAX runtime, `baseline_rss_mib` before jax is imported) and XLA's
 `memory_analysis()` of the compiled step (`xla_temp_mib`: activations and gradients alive within the step;
-`xla_argument_mib`: params, optimizer state, batch).
+`xla_argument_mib`: params, optimizer state, batch). `--dtype=bfloat16` and `--remat` set `config.model.dtype` and
+`config.model.remat` (on CPU, remat needs benchmarks/remat_memory.py's compile option to take effect, used here too).
 """
 
 import argparse
@@ -25,7 +26,7 @@ REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 CONFIGS = {"adib": "adib_cifar10.py", "adra": "adra_cifar10.py", "hsc": "hsc_cifar10.py"}
 
 
-def measure(method: str, steps: int, image_size: int) -> dict:
+def measure(method: str, steps: int, image_size: int, dtype: str = "float32", remat: bool = False) -> dict:
   sys.path.insert(0, REPO)
   from jaxad import xla_flags  # pylint: disable=g-import-not-at-top
   xla_flags.apply_cpu_defaults()
@@ -37,9 +38,11 @@ def measure(method: str, steps: int, image_size: int) -> dict:
   from jaxad.methods import get_method  # pylint: disable=g-import-not-at-top
   from jaxad.methods.base import DataSpec, FitPhase, TrainPhase  # pylint: disable=g-import-not-at-top
   from jaxad.models import count_params  # pylint: disable=g-import-not-at-top
+  from remat_memory import CPU_COMPILE_OPTIONS  # pylint: disable=g-import-not-at-top  (benchmarks/, this folder)
   from step_timing import fit_phase, run_steps  # pylint: disable=g-import-not-at-top  (benchmarks/, this folder)
 
   config = load_config(os.path.join(REPO, "configs", CONFIGS[method]))
+  config.model.dtype, config.model.remat = dtype, remat
   mesh = parallel.make_mesh()
   bs = config.train.batch_size
   x = np.random.default_rng(0).normal(size=(bs, image_size, image_size, 3)).astype(np.float32)
@@ -62,12 +65,13 @@ def measure(method: str, steps: int, image_size: int) -> dict:
   # Since the phases rebuild the step includes the recipe's crop+flip (`phase.augment`), which ran on the host,
   # outside the timed step, when benchmarks/results/transfer_throughput.json was measured.
   step_fn = train.make_train_step(phase, 79, jax.random.key(1))
-  step = jax.jit(step_fn, donate_argnums=0).lower(state, batch).compile()
+  options = CPU_COMPILE_OPTIONS if remat and jax.default_backend() == "cpu" else None
+  step = jax.jit(step_fn, donate_argnums=0).lower(state, batch).compile(options)
   compile_s = time.perf_counter() - t0
   mem = step.memory_analysis()  # XLA's own accounting of the step's buffers (what a GPU/TPU would need)
   state, _ = run_steps(step, state, batch, 3)  # warm-up
   state, dt = run_steps(step, state, batch, steps)
-  return {"method": method, "image_size": image_size, "batch_size": bs, "steps": steps,
+  return {"method": method, "image_size": image_size, "batch_size": bs, "steps": steps, "dtype": dtype, "remat": remat,
           "img_per_s": steps * bs / dt, "ms_per_step": 1e3 * dt / steps, "compile_s": compile_s,
           "params": count_params(state.params), "trainable_params": n_trainable,
           "baseline_rss_mib": baseline, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -81,18 +85,21 @@ def main():
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--methods", default="adib,adra")
   parser.add_argument("--image_sizes", default="32")
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="config.model.dtype")
+  parser.add_argument("--remat", action="store_true", help="config.model.remat: rematerialise the residual blocks")
   parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args._child:  # pylint: disable=protected-access
     method, steps, size = args._child  # pylint: disable=protected-access
-    print(json.dumps(measure(method, int(steps), int(size))))
+    print(json.dumps(measure(method, int(steps), int(size), args.dtype, args.remat)))
     return
   results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                          "python": platform.python_version(), "xla_flags": os.environ.get("XLA_FLAGS", "")},
              "runs": []}
   for size in map(int, args.image_sizes.split(",")):
     for method in args.methods.split(","):
-      proc = subprocess.run([sys.executable, __file__, "--_child", method, str(args.steps), str(size)],
+      proc = subprocess.run([sys.executable, __file__, "--_child", method, str(args.steps), str(size),
+                             f"--dtype={args.dtype}", *(["--remat"] if args.remat else [])],
                             capture_output=True, text=True, check=False)
       if proc.returncode:
         sys.exit(f"{method} at {size}x{size} failed:\n{proc.stderr[-3000:]}")

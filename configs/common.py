@@ -11,6 +11,7 @@ import os
 
 import ml_collections
 
+from jaxad.config import SWEEP_DEFAULTS
 from jaxad.data import default_config as default_data_config, sources
 from jaxad.errors import ConfigError
 from jaxad.methods import transfer
@@ -38,6 +39,7 @@ def _run_keys(c: ml_collections.ConfigDict, *, log_every_steps: int) -> None:
   c.log_every_steps = log_every_steps
   c.checkpoint_every_epochs = 1
   c.multihost = False
+  c.sweep = dict(SWEEP_DEFAULTS)  # enabled=True: the classes x sweep.seeds of a table as one program (jaxad.sweep)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -49,7 +51,7 @@ def hypersphere() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = "dsvdd"
   c.data = default_data_config()
-  c.model = dict(name="lenet_cifar10", rep_dim=128, ae_variant="dsvdd", selector="pool")
+  c.model = dict(name="lenet_cifar10", rep_dim=128, ae_variant="dsvdd", selector="pool", dtype="float32")
   c.pretrain = optim(epochs=350, batch_size=200, optimizer="adam", lr=1e-4, weight_decay=0.5e-6, **step_decay(250))
   c.train = optim(epochs=150, batch_size=200, optimizer="adam", lr=1e-4, weight_decay=0.5e-6, **step_decay(50))
   c.objective = dict(boundary="hard", nu=0.1, warmup_epochs=10, layers=("code",), center_eps=0.1,
@@ -137,7 +139,7 @@ def transfer_base() -> ml_collections.ConfigDict:
   c.method = "adib"
   c.data = default_data_config(preprocess="standardize", minmax="computed")
   c.oe = dict(name="cifar100", source="auto", data_dir="", split="train", limit=0, per_batch=64)
-  c.model = dict(name="resnet26_transferad", adapters=False, adapter_init="he")
+  c.model = dict(name="resnet26_transferad", adapters=False, adapter_init="he", dtype="float32", remat=False)
   c.transfer = dict(source="random")
   c.objective = dict(loss="bce", regularizer="l2_sp", alpha=1e-2, squared=False, eta=1.0, center_eps=0.1,
                      ewc_lambda=400.0, fisher_samples=400, doc_lambda=0.1)
@@ -265,7 +267,7 @@ def supervised() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = "supervised"
   c.data = default_data_config(protocol="classification", preprocess="standardize", minmax="computed")
-  c.model = dict(name="resnet26_transferad", num_classes=100, input_size=0)
+  c.model = dict(name="resnet26_transferad", num_classes=100, input_size=0, dtype="float32", remat=False)
   c.augment = True
   c.train = optim(epochs=40, batch_size=256, optimizer="sgd", lr=0.1, weight_decay=5e-4,
                   optimizer_kwargs=dict(momentum=0.9, nesterov=True), **step_decay(20, 30, 35))
@@ -303,7 +305,8 @@ def self_supervised(method: str = "ssl_multitask") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = method
   c.data = default_data_config(preprocess="signed")
-  c.model = dict(name="wide_resnet", depth=16, width=4, dropout=0.0, head_dropout=0.3, conv_init="fan_out")
+  c.model = dict(name="wide_resnet", depth=16, width=4, dropout=0.0, head_dropout=0.3, conv_init="fan_out",
+                 dtype="float32", remat=False)
   c.objective = dict(tasks="geometric+jigsaw", translation=dict(shift=0, border="reflect101"),
                      jigsaw=dict(k=3, grid=3, margin=2, seed=0),
                      dirichlet_limit=0)  # geotrans: normal images the Dirichlet is fitted on (0 = all)

@@ -158,7 +158,7 @@ class Checkpointer:
 
   def save(self, state) -> None:
     self._finish_pending()
-    step = int(state.step)
+    step = int(np.asarray(jax.device_get(state.step)).flat[0])  # a sweep's stacked state: one equal step per task
     tree = {f: getattr(state, f) for f in _FIELDS}
     files.check_free_space(self.directory, files.tree_nbytes(tree), f"checkpoint step {step}")
     self._manager.save(step, args=ocp.args.StandardSave(tree))

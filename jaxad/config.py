@@ -10,9 +10,12 @@ import ml_collections
 from jaxad.errors import ConfigError, UserError
 
 
-# Keys that may change between a run and its resumption: where the data is, logging and checkpoint cadence.
+# Keys that may change between a run and its resumption: where the data is, logging and checkpoint cadence, and
+# recomputing activations (the same arithmetic, less memory).
 RESUMABLE_KEYS = frozenset({"data.data_dir", "data.source", "multihost", "log_every_steps",
-                            "checkpoint_every_epochs", "eval.batch_size"})
+                            "checkpoint_every_epochs", "eval.batch_size", "model.remat"})
+# `config.sweep` of every config (configs/common.py); a sweep's tasks are written with it (jaxad.sweep).
+SWEEP_DEFAULTS = dict(enabled=False, seeds=())
 
 
 def flat_dict(d: Mapping, prefix: str = "") -> dict:

@@ -58,7 +58,11 @@ _SKIP_DIRS = ("checkpoints",)
 _NOT_RECIPE = ("seed", "data.normal_class", "data.normal_classes", "data.data_dir", "data.source", "data.ood.data_dir",
                "data.ood.source", "oe.data_dir", "oe.source", "reference.data_dir", "reference.source", "eval", "evals",
                "threshold", "log_every_steps", "checkpoint_every_epochs", "multihost", "data.folder.root",
-               "data.folder.category", "data.video.root", "data.video.cache_dir")
+               "data.folder.category", "data.video.root", "data.video.cache_dir",
+               "sweep", "model.remat")  # how a run executes (tasks in one program, recomputed activations), not what
+# Keys added after runs were recorded, left out of the fingerprint at their default so that older runs (whose
+# config.json lacks them) share a fingerprint with new runs of the same recipe.
+_NEW_KEY_DEFAULTS = {"model.dtype": "float32"}
 # Datasets whose recipe differs per class (MVTec AD: textures are trained on patches, objects whole): a run's values
 # that equal its class's default recipe (the config file, by class argument) are fingerprinted as "recipe", so the
 # categories of one recipe share a fingerprint and a mean row.
@@ -304,12 +308,12 @@ def fingerprint(config: Mapping[str, Any]) -> str:
   default = _class_default(c)
   if default is not None:
     c = _mark_defaults(c, default)
-  for key in _NOT_RECIPE:
+  for key in (*_NOT_RECIPE, *_NEW_KEY_DEFAULTS):
     *parents, last = key.split(".")
     node = c
     for p in parents:
       node = node.get(p) if isinstance(node, dict) else None
-    if isinstance(node, dict):
+    if isinstance(node, dict) and (key in _NOT_RECIPE or node.get(last) == _NEW_KEY_DEFAULTS[key]):
       node.pop(last, None)
   return hashlib.sha1(json.dumps(c, sort_keys=True).encode()).hexdigest()
 

@@ -62,11 +62,19 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def make_train_step(phase: TrainPhase, steps_per_epoch: int, step_key: jax.Array) -> Callable:
-  """A pure `(state, batch) -> (state, metrics)` for one training phase.
+  """A pure `(state, batch) -> (state, metrics)` for one training phase; step `t` draws its randomness from
+  `fold_in(step_key, t)`.
 
   Parameters that `optim.trainable` freezes enter the loss through `stop_gradient`: their gradients are zeros that
   XLA never computes (and `grad_norm` covers the trainable ones only); the optimizer gives them zero updates.
   """
+  keyed_step = make_keyed_train_step(phase, steps_per_epoch)
+  return lambda state, batch: keyed_step(state, batch, step_key)
+
+
+def make_keyed_train_step(phase: TrainPhase, steps_per_epoch: int) -> Callable:
+  """`make_train_step` with the phase's step key as a third argument: `(state, batch, step_key)`, the form
+  `jaxad.sweep` maps over tasks (each task its own key)."""
   rules = optim.trainable_rules(phase.optim)
 
   def phase_loss(params, ctx, batch):
@@ -75,7 +83,7 @@ def make_train_step(phase: TrainPhase, steps_per_epoch: int, step_key: jax.Array
                             optim.trainable_mask(params, rules))
     return phase.loss(params, ctx, batch)
 
-  def train_step(state: TrainState, batch):
+  def train_step(state: TrainState, batch, step_key):
     rng = jax.random.fold_in(step_key, state.step)
     if phase.augment is not None:
       batch = phase.augment(batch, jax.random.fold_in(rng, 1))
@@ -310,13 +318,17 @@ class StopRequests:
     return signal.Signals(self.signum).name if self.signum else "a preemption notice"
 
   def requested(self, step: int) -> bool:
-    if self.signum is not None:
+    if jax.process_count() == 1:
+      return self.signum is not None
+    # Every process must stop at the same step, or one saves a checkpoint (a collective) while the others run the
+    # next step and both wait on each other until the heartbeat timeout: a signal seen by any process stops all.
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    if multihost_utils.process_allgather(np.int32(self.signum is not None)).any():
+      self.signum = self.signum or signal.SIGTERM
       return True
-    if jax.process_count() > 1:
-      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-      if multihost_utils.reached_preemption_sync_point(step):
-        self.signum = signal.SIGTERM
-        return True
+    if multihost_utils.reached_preemption_sync_point(step):
+      self.signum = signal.SIGTERM
+      return True
     return False
 
 
@@ -366,6 +378,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, mode: s
   # SIGTERM / SIGINT are requests to stop at the next boundary (a step, a finished phase, the next class) for the
   # whole run, not only inside a training loop: a signal between two loops is never lost.
   with StopRequests() as stop:
+    if config.get("sweep", {}).get("enabled", False):
+      from jaxad import sweep  # pylint: disable=g-import-not-at-top  (jaxad.sweep builds on this module)
+      with removed_unless_trained(workdir):
+        return sweep.run_sweep(config, workdir, mode=mode, stop=stop)
     classes = tuple(config.data.get("normal_classes", ()) or ())
     if not classes:
       return run_one(config, workdir, mode, stop=stop)

@@ -13,7 +13,9 @@ What is checked:
   schedule and the trainable rules through `jaxad.optim.make_optimizer` (the checks it would make at the phase's
   start);
 * the run's own keys: `seed`, `eval.batch_size`, `log_every_steps`, `checkpoint_every_epochs`, `threshold.*`,
-  `method` and the evaluators (`evals`);
+  `sweep.*`, `method` and the evaluators (`evals`);
+* `model.dtype` ('float32' or 'bfloat16') and `model.remat` (a bool), and that a non-default value is on a model
+  that supports it (`jaxad.models.compute_kwargs`);
 * `data.*`: the dataset and protocol by name, the normal class(es) against the dataset's class count, limits,
   `val_fraction`, `label_mode`, the preprocessing and its constants, small-modes' secondary class and amplitude;
 * cross-field rules: a soft boundary's `objective.warmup_epochs` < `train.epochs`, `objective.nu` in (0, 1], the
@@ -91,6 +93,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_phase(name, config[name])
   _check_run_keys(config)
   _check_method(config)
+  _check_model_compute(config)
   _check_model_weights(config)
   _check_data(config)
   _check_objective(config)
@@ -199,8 +202,26 @@ def _check_run_keys(config: ml_collections.ConfigDict) -> None:
                   meaning="the share of held-out normal scores below the decision threshold, e.g. 0.95")
     if "limit" in threshold:
       _check_int("threshold.limit", threshold.limit, lo=0, meaning="held-out normal images the threshold uses, 0 = all")
+  _check_sweep(config)
   from jaxad import evaluate  # pylint: disable=g-import-not-at-top  (plots: only where a run is checked)
   evaluate.evals_of(config)
+
+
+def _check_sweep(config: ml_collections.ConfigDict) -> None:
+  """`sweep.*` (jaxad.sweep): a bool and distinct valid seeds."""
+  sweep = config.get("sweep")
+  if sweep is None:
+    return
+  enabled = sweep.get("enabled", False)
+  if not isinstance(enabled, (bool, np.bool_)):
+    raise _error("sweep.enabled", enabled, "True or False", "set --config.sweep.enabled=True or False",
+                 problem="not valid")
+  seeds = tuple(sweep.get("seeds", ()) or ())
+  for s in seeds:
+    _check_int("sweep.seeds", s, lo=0, hi=MAX_SEED, meaning="the seeds every class is trained with")
+  if len(set(seeds)) != len(seeds):
+    raise _error("sweep.seeds", seeds, "distinct seeds (each task writes to seed_<s>/class_<k>)",
+                 "list each seed once")
 
 
 def _check_method(config: ml_collections.ConfigDict) -> None:
@@ -232,6 +253,14 @@ def _check_model_weights(config: ml_collections.ConfigDict) -> None:
     what = "is a file, not a converted weights folder" if os.path.exists(full) else "does not exist"
     hint = model.get("weights_hint", "") or "convert the weights as third_party_weights/README.md says"
     raise ConfigError(f"model.weights={path} {what} ({full}). Get it: {hint}.")
+
+
+def _check_model_compute(config: ml_collections.ConfigDict) -> None:
+  """`model.dtype` and `model.remat`: valid values, and non-default ones only on the models that take them."""
+  model = config.get("model")
+  if isinstance(model, ml_collections.ConfigDict) and ("dtype" in model or "remat" in model):
+    from jaxad.models import compute_kwargs  # pylint: disable=g-import-not-at-top  (the models: only where checked)
+    compute_kwargs(model)
 
 
 # --------------------------------------------------------------------------------------------------------------------

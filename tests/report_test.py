@@ -486,3 +486,17 @@ def test_mvtec_categories_and_shanghaitech_frames_get_the_papers_values(tmp_path
   _workdir(tmp_path / "video", "run", video, {"test/hypersphere/auroc": 0.7})
   (row,) = report.table(report.collect(str(tmp_path / "video")), "auroc", scorers=("hypersphere",))
   assert (row.protocol, row.klass, row.paper) == ("frames", None, 72.5)
+
+
+def test_execution_keys_and_new_defaults_keep_the_fingerprint():
+  """A sweep's task, a rematerialised run and a run recorded before `model.dtype` existed share one recipe."""
+  before = _config("dsvdd_cifar10.py")
+  before.pop("sweep", None)
+  before["model"].pop("dtype", None)
+  before["model"].pop("remat", None)
+  now = copy.deepcopy(before)
+  now["sweep"] = {"enabled": True, "seeds": [1, 2, 3]}
+  now["model"].update(dtype="float32", remat=True)
+  assert report.fingerprint(now) == report.fingerprint(before)
+  now["model"]["dtype"] = "bfloat16"  # other arithmetic: another recipe
+  assert report.fingerprint(now) != report.fingerprint(before)

@@ -33,7 +33,7 @@ import numpy as np
 
 from jaxad.errors import ConfigError
 from jaxad.methods.base import FitPhase, Method, Output, Scorer
-from jaxad.models import backbones
+from jaxad.models import backbones, compute_kwargs
 
 DEFAULT_NUS = tuple(float(v) for v in np.linspace(0.01, 0.99, 21))
 
@@ -76,6 +76,7 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
   if config.model.get("input_scaling", "data") != "data" and config.data.preprocess != "unit":
     raise ConfigError(f"model.input_scaling={config.model.input_scaling!r} rescales images from [0, 1]: set "
                       f"data.preprocess='unit' (got {config.data.preprocess!r}).")
+  compute_kwargs(config.model)  # the frozen backbones take no model.dtype / model.remat: refuse them by name
   backbone = backbones.load(config.model, spec.shape, jax.random.key(config.seed))
   _, sample_features = jax.eval_shape(lambda v, x: backbone.apply(v, x), backbone.variables,
                                       jax.ShapeDtypeStruct((1, *spec.shape), jnp.float32))

@@ -40,7 +40,7 @@ import optax
 from jaxad.data import protocols
 from jaxad.errors import ConfigError
 from jaxad.methods.base import Method, Output, Scorer, TrainPhase, apply_train
-from jaxad.models import backbones, get_model
+from jaxad.models import backbones, compute_kwargs, get_model
 
 HEAD = "^params/head/"
 KEEP = ("best_val", "last")
@@ -96,6 +96,7 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
                       "of the training images) or 'last'.")
   if keep == "best_val" and not data.get("val_fraction", 0.0) > 0:
     raise ConfigError("keep='best_val' needs a 'val' source: set data.val_fraction > 0 (e.g. 0.1), or keep='last'.")
+  compute_kwargs(model_config)  # the ImageNet backbones take no model.dtype / model.remat: refuse them by name
   model = get_model(model_config.name)(**model_config.kwargs)
   prepare = backbones.make_prepare(scaling, int(model_config.get("input_size", 0) or 0))
 

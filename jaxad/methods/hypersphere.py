@@ -41,7 +41,7 @@ from jaxad import losses, scores
 from jaxad.data import black_pixel, patches
 from jaxad.errors import ConfigError
 from jaxad.methods.base import FitPhase, Method, Output, Scorer, TrainPhase, apply_train
-from jaxad.models import get_model
+from jaxad.models import compute_kwargs, get_model
 
 BOUNDARIES = ("hard", "soft")
 DISTANCES = ("squared", "euclidean")  # the score's distance: CIFAR code ||f - c||^2 - R^2, MVTec code ||f - c|| - R
@@ -111,7 +111,8 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
   augment = _augment(config, spec, patch)
   try:
     ae, encoder = get_model(config.model.name)(rep_dim=config.model.rep_dim, ae_variant=config.model.ae_variant,
-                                               layers=layers, selector=config.model.get("selector", "pool"))
+                                               layers=layers, selector=config.model.get("selector", "pool"),
+                                               **compute_kwargs(config.model))
   except ValueError as e:  # the builders check layer names, selectors and variants
     raise ConfigError(f"model {config.model.name!r}: {e}") from None
   valid_layers = _feature_names(ae, input_shape)

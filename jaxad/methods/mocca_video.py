@@ -33,7 +33,7 @@ from jaxad.data.examples import Source
 from jaxad.errors import ConfigError
 from jaxad.methods.base import FitPhase, Method, Output, Scorer, TrainPhase, apply_train
 from jaxad.methods.hypersphere import BOUNDARIES, KEEP
-from jaxad.models import get_model
+from jaxad.models import compute_kwargs, get_model
 
 
 class _IndexedExamples:
@@ -66,7 +66,8 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
   layers = tuple(obj.layers)
   try:
     model = get_model(config.model.name)(rep_dim=config.model.rep_dim, ae_variant=config.model.ae_variant,
-                                         layers=layers, **config.model.get("kwargs", {}))
+                                         layers=layers, **config.model.get("kwargs", {}),
+                                         **compute_kwargs(config.model))
   except ValueError as e:
     raise ConfigError(f"model {config.model.name!r}: {e}") from None
   lstm = {l: f"lstm_{l}" for l in layers}

@@ -41,7 +41,7 @@ from jaxad import losses, scores
 from jaxad.data import pretext
 from jaxad.errors import ConfigError
 from jaxad.methods.base import Method, Scorer, TrainPhase, apply_train, default_init
-from jaxad.models import get_model
+from jaxad.models import compute_kwargs, get_model
 
 GEOMETRIC = ("translate_x", "translate_y", "rotate")
 TASK_SETS = {"geometric+jigsaw": GEOMETRIC + ("jigsaw",), "geometric": GEOMETRIC, "jigsaw": ("jigsaw",)}
@@ -51,10 +51,10 @@ Views = Callable[[jax.Array, jax.Array | None], Mapping[str, jax.Array]]
 
 
 def wide_resnet(config: ml_collections.ConfigDict, heads: Mapping[str, int]):
-  """The config's WideResNet (`config.model`) with one dense head per task."""
+  """The config's WideResNet (`config.model`, with its `dtype` and `remat`) with one dense head per task."""
   m = config.model
   return get_model(m.name)(depth=m.depth, width=m.width, heads=tuple(heads.items()), dropout=m.dropout,
-                           head_dropout=m.head_dropout, conv_init=m.conv_init)
+                           head_dropout=m.head_dropout, conv_init=m.conv_init, **compute_kwargs(m))
 
 
 def translation_set(t: ml_collections.ConfigDict, shape) -> tuple[int, int, int]:

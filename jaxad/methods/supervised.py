@@ -30,7 +30,7 @@ import optax
 from jaxad.data import augment as augment_lib, black_pixel
 from jaxad.errors import ConfigError
 from jaxad.methods.base import FitPhase, Method, Output, Scorer, TrainPhase, apply_train
-from jaxad.models import get_model
+from jaxad.models import compute_kwargs, get_model
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -48,7 +48,7 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
     raise ConfigError(f"model.num_classes must be >= 2 for classification, got {num_classes}.")
   if spec.num_classes > num_classes:
     raise ConfigError(f"Class labels span [0, {spec.num_classes - 1}], outside model.num_classes={num_classes}.")
-  model = get_model(config.model.name)(num_classes=num_classes)
+  model = get_model(config.model.name)(num_classes=num_classes, **compute_kwargs(config.model))
   size = int(config.model.input_size)
   fill = black_pixel(config.data, spec.shape[-1])  # crops pad with black, as RandomCrop before Normalize
 

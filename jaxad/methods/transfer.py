@@ -66,7 +66,7 @@ from jaxad import losses, scores
 from jaxad.data import augment as augment_lib, black_pixel, fixed_subset
 from jaxad.errors import ConfigError, DataError
 from jaxad.methods.base import FitPhase, Method, Output, Scorer, TrainPhase, apply_train
-from jaxad.models import get_model, weights
+from jaxad.models import compute_kwargs, get_model, weights
 
 LOSSES = ("bce", "hsc", "sad", "one_class", "doc")
 REGULARIZERS = ("none", "l2_sp", "ewc")
@@ -127,7 +127,7 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
   l2_sp, ewc = obj.regularizer == "l2_sp", obj.regularizer == "ewc"
   head = source_head_size(source) if source_task else 0
   model = get_model(config.model.name)(num_classes=head if keep_head else 1, adapters=config.model.adapters,
-                                      adapter_init=config.model.adapter_init)
+                                      adapter_init=config.model.adapter_init, **compute_kwargs(config.model))
 
   def pooled(v, b):
     return {"z": model.apply(v, b["image"], train=False)[1]["pooled"]}

@@ -46,6 +46,10 @@ Differences from the released code, all deliberate:
   reference_implementations.md section 4.4), and it only builds the selectors of the chosen layers (the code builds
   all 8 inside the encoder, the autoencoder's too).
 
+Mixed precision: every module takes `dtype` (None: float32; `config.model.dtype='bfloat16'` gives bfloat16), the
+compute dtype of its convs, Dense layers and activations; parameters stay float32, BatchNorm (`resnet26.BatchNorm`)
+reduces its statistics in float32, and each module casts what it returns to float32 (`lenet.float32_outputs`).
+
 Parameters (rep_dim 64): encoder 5,437,856 at 64x64 / 18,020,768 at 128x128; decoder 5,592,352 / 18,322,720; a
 selector (any input size) on conv/res/down1/down2/down3/fc1/fc2/code has 50,081/50,081/50,113/50,177/50,305/99,200/
 50,048/50,048.
@@ -57,11 +61,13 @@ References:
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxad.models.lenet import torch_bias, torch_default, torch_default_transpose
+from jaxad.models.lenet import float32_outputs, torch_bias, torch_default, torch_default_transpose
 from jaxad.models.resnet26 import BatchNorm
 
 LAYERS = ("conv", "res", "down1", "down2", "down3", "fc1", "fc2", "code")
@@ -76,21 +82,22 @@ def _lrelu(x: jax.Array) -> jax.Array:
   return nn.leaky_relu(x, _SLOPE)
 
 
-def _bn(name: str) -> BatchNorm:
-  return BatchNorm(momentum=0.9, epsilon=1e-5, name=name)
+def _bn(name: str, dtype: Any = None) -> BatchNorm:
+  return BatchNorm(momentum=0.9, epsilon=1e-5, dtype=dtype, name=name)
 
 
-def _dense(features: int, fan_in: int, name: str) -> nn.Dense:
-  return nn.Dense(features, kernel_init=torch_default, bias_init=torch_bias(fan_in), name=name)
+def _dense(features: int, fan_in: int, name: str, dtype: Any = None) -> nn.Dense:
+  return nn.Dense(features, kernel_init=torch_default, bias_init=torch_bias(fan_in), dtype=dtype, name=name)
 
 
-def _conv(features: int, kernel: int, stride: int, padding: int, name: str) -> nn.Conv:
+def _conv(features: int, kernel: int, stride: int, padding: int, name: str, dtype: Any = None) -> nn.Conv:
   # Explicit symmetric padding: flax's 'SAME' would pad a stride-2 conv asymmetrically, unlike PyTorch.
   return nn.Conv(features, (kernel, kernel), strides=stride, padding=((padding, padding), (padding, padding)),
-                 use_bias=False, kernel_init=torch_default, name=name)
+                 use_bias=False, kernel_init=torch_default, dtype=dtype, name=name)
 
 
-def _conv_transpose(features: int, kernel: int, torch_padding: int, name: str) -> nn.ConvTranspose:
+def _conv_transpose(features: int, kernel: int, torch_padding: int, name: str,
+                    dtype: Any = None) -> nn.ConvTranspose:
   """PyTorch ConvTranspose2d(kernel, stride 2, padding p, output_padding 1, bias=False): doubles H and W.
 
   flax pads the stride-dilated input itself: k - 1 - p before and k - 1 - p + output_padding after. Its kernel is
@@ -98,7 +105,7 @@ def _conv_transpose(features: int, kernel: int, torch_padding: int, name: str) -
   """
   lo = kernel - 1 - torch_padding
   return nn.ConvTranspose(features, (kernel, kernel), strides=(2, 2), padding=((lo, lo + 1), (lo, lo + 1)),
-                          use_bias=False, kernel_init=torch_default_transpose, name=name)
+                          use_bias=False, kernel_init=torch_default_transpose, dtype=dtype, name=name)
 
 
 def _adaptive_max_pool(x: jax.Array, size: int) -> jax.Array:
@@ -113,35 +120,41 @@ def _adaptive_max_pool(x: jax.Array, size: int) -> jax.Array:
 class _ResidualBlock(nn.Module):
   """lrelu(BN(conv3x3(lrelu(BN(conv3x3(x))))) + x); [B, H, W, C] -> [B, H, W, C]. Returns an array."""
   channels: int
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    h = _lrelu(_bn("bn1")(_conv(self.channels, 3, 1, 1, "conv1")(x), use_running_average=not train))
-    h = _bn("bn2")(_conv(self.channels, 3, 1, 1, "conv2")(h), use_running_average=not train)
-    return _lrelu(h + x)
+    dt = self.dtype
+    h = _lrelu(_bn("bn1", dt)(_conv(self.channels, 3, 1, 1, "conv1", dt)(x), use_running_average=not train))
+    h = _bn("bn2", dt)(_conv(self.channels, 3, 1, 1, "conv2", dt)(h), use_running_average=not train)
+    return _lrelu(h + x.astype(h.dtype))
 
 
 class _DownsampleBlock(nn.Module):
   """Stride-2 residual block with a 1x1 conv + BN shortcut; [B, H, W, Cin] -> [B, ceil(H/2), ceil(W/2), channels]."""
   channels: int
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    h = _lrelu(_bn("bn1a")(_conv(self.channels, 3, 2, 1, "conv1a")(x), use_running_average=not train))
-    h = _bn("bn1b")(_conv(self.channels, 3, 1, 1, "conv1b")(h), use_running_average=not train)
-    s = _bn("bn2a")(_conv(self.channels, 1, 2, 0, "conv2a")(x), use_running_average=not train)
+    dt = self.dtype
+    h = _lrelu(_bn("bn1a", dt)(_conv(self.channels, 3, 2, 1, "conv1a", dt)(x), use_running_average=not train))
+    h = _bn("bn1b", dt)(_conv(self.channels, 3, 1, 1, "conv1b", dt)(h), use_running_average=not train)
+    s = _bn("bn2a", dt)(_conv(self.channels, 1, 2, 0, "conv2a", dt)(x), use_running_average=not train)
     return _lrelu(h + s)
 
 
 class _UpsampleBlock(nn.Module):
   """Stride-2 transposed residual block; [B, H, W, Cin] -> [B, 2H, 2W, channels]."""
   channels: int
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    h = _lrelu(_bn("bn1a")(_conv_transpose(self.channels, 5, 2, "conv1a")(x), use_running_average=not train))
-    h = _bn("bn1b")(_conv(self.channels, 3, 1, 1, "conv1b")(h), use_running_average=not train)
-    s = _bn("bn2a")(_conv_transpose(self.channels, 1, 0, "conv2a")(x), use_running_average=not train)
+    dt = self.dtype
+    h = _lrelu(_bn("bn1a", dt)(_conv_transpose(self.channels, 5, 2, "conv1a", dt)(x), use_running_average=not train))
+    h = _bn("bn1b", dt)(_conv(self.channels, 3, 1, 1, "conv1b", dt)(h), use_running_average=not train)
+    s = _bn("bn2a", dt)(_conv_transpose(self.channels, 1, 0, "conv2a", dt)(x), use_running_average=not train)
     return _lrelu(h + s)
 
 
@@ -152,61 +165,68 @@ class MoccaResEncoder(nn.Module):
   'down2' [B, H2, W2, 128], 'down3' [B, H3, W3, 256] (Hk = ceil(H(k-1) / 2), H/8 for H a multiple of 8),
   'fc1' [B, 256] (after BN and lrelu), 'fc2' [B, rep_dim] (pre-sigmoid), 'code' [B, rep_dim].
   Parameters: 5,437,856 at 64x64 and 18,020,768 at 128x128 for rep_dim 64 (fc1 grows with the input).
+  `dtype`: compute dtype (None: float32); the code and features are returned in float32.
   """
   rep_dim: int = 64
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, *, train: bool):
+    dt = self.dtype
     features = {}
-    h = _conv(_WIDTH, 3, 1, 0, "conv")(x)
+    h = _conv(_WIDTH, 3, 1, 0, "conv", dt)(x)
     features["conv"] = h
-    h = _ResidualBlock(_WIDTH, name="res")(_lrelu(h), train=train)
+    h = _ResidualBlock(_WIDTH, dt, name="res")(_lrelu(h), train=train)
     features["res"] = h
     for i in (1, 2, 3):
-      h = _DownsampleBlock(_WIDTH * 2**i, name=f"down{i}")(h, train=train)
+      h = _DownsampleBlock(_WIDTH * 2**i, dt, name=f"down{i}")(h, train=train)
       features[f"down{i}"] = h
     h = h.reshape(h.shape[0], -1)  # (H, W, C) order; PyTorch's view is (C, H, W)
-    h = _lrelu(_bn("bn")(_dense(_FC, h.shape[-1], "fc1")(h), use_running_average=not train))
+    h = _lrelu(_bn("bn", dt)(_dense(_FC, h.shape[-1], "fc1", dt)(h), use_running_average=not train))
     features["fc1"] = h
-    h = _dense(self.rep_dim, _FC, "fc2")(h)
+    h = _dense(self.rep_dim, _FC, "fc2", dt)(h)
     features["fc2"] = h
     code = nn.sigmoid(h)
     features["code"] = code
-    return code, features
+    return float32_outputs((code, features))
 
 
 class MoccaResDecoder(nn.Module):
   """MOCCA's MVTec decoder: code [B, rep_dim] -> (reconstruction [B, H, W, channels], {}), no output activation.
 
   `shape` is the (H, W) of the images, multiples of 8. Parameters: 5,592,352 at 64x64 and 18,322,720 at 128x128
-  for rep_dim 64 and 3 channels.
+  for rep_dim 64 and 3 channels. `dtype`: compute dtype (None: float32); the reconstruction is returned in float32.
   """
   shape: tuple[int, int]
   channels: int = 3
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, z, *, train: bool):
+    dt = self.dtype
     h8, w8 = self.shape[0] // 8, self.shape[1] // 8
-    h = _lrelu(_bn("bn1")(_dense(_FC, z.shape[-1], "fc1")(z), use_running_average=not train))
-    h = _lrelu(_bn("bn2")(_dense(_FC * h8 * w8, _FC, "fc2")(h), use_running_average=not train))
+    h = _lrelu(_bn("bn1", dt)(_dense(_FC, z.shape[-1], "fc1", dt)(z), use_running_average=not train))
+    h = _lrelu(_bn("bn2", dt)(_dense(_FC * h8 * w8, _FC, "fc2", dt)(h), use_running_average=not train))
     h = h.reshape(h.shape[0], h8, w8, _FC)  # PyTorch views (C, H, W); this is the same layer with permuted units
     for i, ch in enumerate((_WIDTH * 4, _WIDTH * 2, _WIDTH), start=1):
-      h = _UpsampleBlock(ch, name=f"up{i}")(h, train=train)
-    h = _ResidualBlock(_WIDTH, name="res")(h, train=train)
-    return _conv(self.channels, 1, 1, 0, "out")(h), {}
+      h = _UpsampleBlock(ch, dt, name=f"up{i}")(h, train=train)
+    h = _ResidualBlock(_WIDTH, dt, name="res")(h, train=train)
+    return float32_outputs(_conv(self.channels, 1, 1, 0, "out", dt)(h)), {}
 
 
 class MoccaResAE(nn.Module):
   """Encoder (submodule 'encoder') + decoder (submodule 'decoder'): [B, H, W, C] -> (reconstruction [B, H, W, C],
-  encoder features). H and W must be multiples of 8. The reconstruction is unbounded (the code has no tanh)."""
+  encoder features). H and W must be multiples of 8. The reconstruction is unbounded (the code has no tanh).
+  `dtype`: compute dtype of both (None: float32); outputs are float32."""
   rep_dim: int = 64
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     if x.ndim != 4 or x.shape[1] % 8 or x.shape[2] % 8:
       raise ValueError(f"MoccaResAE needs [B, H, W, C] images with H and W multiples of 8, got {x.shape}.")
-    code, features = MoccaResEncoder(self.rep_dim, name="encoder")(x, train=train)
-    x_hat, _ = MoccaResDecoder(x.shape[1:3], x.shape[-1], name="decoder")(code, train=train)
+    code, features = MoccaResEncoder(self.rep_dim, self.dtype, name="encoder")(x, train=train)
+    x_hat, _ = MoccaResDecoder(x.shape[1:3], x.shape[-1], self.dtype, name="decoder")(code, train=train)
     return x_hat, features
 
 
@@ -217,20 +237,23 @@ class Selector(nn.Module):
     (Paper order; the code pools before the conv, see the module docstring.)
   * [B, D] vectors: the MLP alone, as the code does.
   MLP: Dense(hidden) -> BN1d -> ReLU ('hidden') -> Dense(dim), with biases; 128 and 256 in the code.
+  `dtype`: compute dtype (None: float32); outputs are float32.
   """
   dim: int = 128
   hidden: int = 256
   pool_size: int = 8
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, *, train: bool):
+    dt = self.dtype
     if x.ndim == 4:
-      x = nn.Conv(1, (1, 1), kernel_init=torch_default, bias_init=torch_bias(x.shape[-1]), name="conv")(x)
+      x = nn.Conv(1, (1, 1), kernel_init=torch_default, bias_init=torch_bias(x.shape[-1]), dtype=dt, name="conv")(x)
       x = _adaptive_max_pool(x, self.pool_size).reshape(x.shape[0], -1)
     elif x.ndim != 2:
       raise ValueError(f"Selector takes [B, H, W, C] maps or [B, D] vectors, got shape {x.shape}.")
-    h = nn.relu(_bn("bn")(_dense(self.hidden, x.shape[-1], "fc1")(x), use_running_average=not train))
-    return _dense(self.dim, self.hidden, "fc2")(h), {"hidden": h}
+    h = nn.relu(_bn("bn", dt)(_dense(self.hidden, x.shape[-1], "fc1", dt)(x), use_running_average=not train))
+    return float32_outputs((_dense(self.dim, self.hidden, "fc2", dt)(h), {"hidden": h}))
 
 
 def _check_layers(layers, selector: str) -> tuple[str, ...]:
@@ -249,12 +272,13 @@ class SelectedEncoder(nn.Module):
   `selector='pool'` (the code's `use_selectors=False`): maps are global-average-pooled (D_l = channels), vectors
   pass through; no parameters besides the encoder's. `selector='mlp'` (`--use-selectors`): one `Selector` named
   `selector_<layer>` per chosen layer, D_l = dim. The encoder lives under `params['encoder']`, with the same tree as
-  `MoccaResAE`'s `params['encoder']`.
+  `MoccaResAE`'s `params['encoder']`. `dtype`: compute dtype (None: float32); outputs are float32.
   """
   layers: tuple[str, ...] = ("code",)
   selector: str = "pool"
   rep_dim: int = 64
   dim: int = 128
+  dtype: Any = None
 
   def __post_init__(self):
     _check_layers(self.layers, self.selector)
@@ -262,25 +286,26 @@ class SelectedEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    code, features = MoccaResEncoder(self.rep_dim, name="encoder")(x, train=train)
+    code, features = MoccaResEncoder(self.rep_dim, self.dtype, name="encoder")(x, train=train)
     out = {}
     for layer in self.layers:
       f = features[layer]
       if self.selector == "mlp":
-        out[layer], _ = Selector(self.dim, name=f"selector_{layer}")(f, train=train)
+        out[layer], _ = Selector(self.dim, dtype=self.dtype, name=f"selector_{layer}")(f, train=train)
       else:
         out[layer] = f.mean(axis=(1, 2)) if f.ndim == 4 else f
     return code, out
 
 
 def mocca_mvtec(rep_dim: int = 64, ae_variant: str = "mocca", layers=("code",), selector: str = "pool",
-                dim: int = 128) -> tuple[MoccaResAE, SelectedEncoder]:
+                dim: int = 128, dtype: Any = None) -> tuple[MoccaResAE, SelectedEncoder]:
   """(autoencoder, encoder) pair; the encoder's `params['encoder']` is the autoencoder's `params['encoder']`.
 
   Copy `ae_params['encoder']` (and its batch_stats) into the SelectedEncoder's variables and initialise only the
   `selector_<layer>` heads. rep_dim defaults to the code's 64; the authors' default layer is the code (index 7).
+  `dtype`: the compute dtype of both (None: float32).
   """
   if ae_variant != "mocca":
     raise ValueError(f"mocca_mvtec has only MOCCA's autoencoder: ae_variant must be 'mocca', got {ae_variant!r}.")
   layers = _check_layers(layers, selector)
-  return MoccaResAE(rep_dim), SelectedEncoder(layers, selector, rep_dim, dim)
+  return MoccaResAE(rep_dim, dtype), SelectedEncoder(layers, selector, rep_dim, dim, dtype)

@@ -20,6 +20,12 @@ in `.../bn*` and `end_bn`, the classifier in `head`; e.g. `stem/conv/kernel`, `l
 Initialisation follows the reference code: every conv (3x3 and 1x1) is normal(0, sqrt(2 / (k*k*out))) (He fan-out),
 BN scale 1 and bias 0, and the head keeps PyTorch's Linear default U(-1/sqrt(256), 1/sqrt(256)) for kernel and bias.
 
+For accelerators: `dtype=jnp.bfloat16` (`config.model.dtype='bfloat16'`) runs convs, the head and activations in
+bfloat16 on float32 parameters, with BatchNorm statistics in float32 and logits and features cast back to float32
+for the losses; `remat=True` (`config.model.remat`) wraps every BasicBlock in `nn.remat`, so the backward pass
+recomputes a block's activations from its input instead of keeping them: the 96x96 step's XLA temporaries shrink
+(benchmarks/remat_memory.py) for about one more forward pass of compute. Parameter names are the same either way.
+
 References:
   Deecke, Ruff, Vandermeulen, Bilen. Transfer-Based Semantic Anomaly Detection. ICML 2021.
   Rebuffi, Bilen, Vedaldi. Learning multiple visual domains with residual adapters. NeurIPS 2017.
@@ -31,7 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxad.models.lenet import torch_bias
+from jaxad.models.lenet import float32_outputs, torch_bias
 
 # He fan-out normal: for an HWIO kernel jax's fan_out is k*k*out, so the std is sqrt(2 / (k*k*out)).
 conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
@@ -140,7 +146,8 @@ class BasicBlock(nn.Module):
   dtype: Any = None
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    # `train` may be positional: nn.remat can mark only positional arguments static (it picks the BN mode).
     kw = dict(adapters=self.adapters, adapter_init=self.adapter_init, dtype=self.dtype)
     y = _conv_adapter(x, self.features, self.stride, suffix='1', **kw)
     y = nn.relu(BatchNorm(dtype=self.dtype, name='bn1')(y, use_running_average=not train))
@@ -169,11 +176,13 @@ class ResNet26(nn.Module):
     variant: 'transferad' (default) or 'rebuffi', see the module docstring.
     adapters: add parallel 1x1 residual adapters beside every 3x3 conv (ADRA).
     adapter_init: 'he' (He fan-out normal, as the reference code) or 'zeros' (the net starts as without adapters).
-    dtype: computation dtype (None: inferred from inputs and parameters).
+    dtype: computation dtype (None: inferred from inputs and parameters). Parameters and BatchNorm statistics stay
+      float32 and the outputs are cast to float32 whatever it is.
+    remat: rematerialise each BasicBlock in the backward pass (`nn.remat`): less activation memory, same values.
 
   Returns from `__call__(x, *, train)`: logits [B, num_classes] and a dict of features: 'stem' [B, H, W, C0],
   'layer1', 'layer2', 'layer3' (each the output of the stage's last block), 'end' (after the final BN-ReLU) and
-  'pooled' [B, 256] (the penultimate vector fed to the head).
+  'pooled' [B, 256] (the penultimate vector fed to the head), all float32 (bfloat16 ones are cast).
 
   Example:
     >>> model = ResNet26(num_classes=1)
@@ -191,6 +200,7 @@ class ResNet26(nn.Module):
   adapters: bool = False
   adapter_init: str = 'he'
   dtype: Any = None
+  remat: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -203,12 +213,14 @@ class ResNet26(nn.Module):
     stem_width, stem_relu, widths, strides = VARIANTS[self.variant]
     kw = dict(adapters=self.adapters, adapter_init=self.adapter_init, dtype=self.dtype)
 
+    # static_argnums counts `self`: argument 2 is `train`, a Python bool that picks the BN mode.
+    block = nn.remat(BasicBlock, static_argnums=(2,)) if self.remat else BasicBlock
     features = {}
     y = Stem(stem_width, stem_relu, name='stem', **kw)(x, train=train)
     features['stem'] = y
     for stage, (width, stride) in enumerate(zip(widths, strides), start=1):
       for i in range(BLOCKS_PER_STAGE):
-        y = BasicBlock(width, stride if i == 0 else 1, name=f'layer{stage}_{i}', **kw)(y, train=train)
+        y = block(width, stride if i == 0 else 1, name=f'layer{stage}_{i}', **kw)(y, train)
       features[f'layer{stage}'] = y
     y = nn.relu(BatchNorm(dtype=self.dtype, name='end_bn')(y, use_running_average=not train))
     features['end'] = y
@@ -216,4 +228,4 @@ class ResNet26(nn.Module):
     features['pooled'] = pooled
     logits = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=head_kernel_init,
                       bias_init=torch_bias(pooled.shape[-1]), name='head')(pooled)
-    return logits, features
+    return float32_outputs((logits, features))

@@ -57,6 +57,11 @@ conv have biases; every layer keeps PyTorch's default init (kernels and biases U
 masked conv over all 3 time taps, of a transposed conv over its output channels). Code size: CLI default 2048, the
 README's command 1024.
 
+Mixed precision: `dtype` (None: float32; `config.model.dtype='bfloat16'` gives bfloat16) is the compute dtype of
+the convs, Dense layers and activations; parameters stay float32, BatchNorm reduces its statistics in float32, the
+small LSTM selectors run in float32 (their float32 weights promote the pooled inputs), and the reconstruction and
+features are returned in float32 (`lenet.float32_outputs`).
+
 Parameters at 16x256x512x3, widths (8, 16, 32, 64, 64), fc 512: encoder 5,022,232 (rep_dim 1024) / 5,547,544
 (2048), of which fc1 is 4,194,816; decoder 6,588,699 / 7,112,987; an LSTM with lstm_dim 100 on block1/2/3/4/5/fc1/code
 has 44,000 / 47,200 / 53,600 / 66,400 / 66,400 / 245,600 / 450,400 (code 1024) or 860,000 (code 2048): 12,584,531 /
@@ -71,10 +76,12 @@ References:
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxad.models.lenet import torch_bias, torch_default, torch_default_transpose
+from jaxad.models.lenet import float32_outputs, torch_bias, torch_default, torch_default_transpose
 from jaxad.models.resnet26 import BatchNorm
 
 LAYERS = ("block1", "block2", "block3", "block4", "block5", "fc1", "code")
@@ -92,54 +99,57 @@ def _lrelu(x):
   return nn.leaky_relu(x, _SLOPE)
 
 
-def _bn(train: bool, name: str):
-  return lambda x: BatchNorm(momentum=0.9, epsilon=1e-5, name=name)(x, use_running_average=not train)
+def _bn(train: bool, name: str, dtype: Any = None):
+  return lambda x: BatchNorm(momentum=0.9, epsilon=1e-5, dtype=dtype, name=name)(x, use_running_average=not train)
 
 
-def _dense(features: int, fan_in: int, name: str) -> nn.Dense:
-  return nn.Dense(features, kernel_init=torch_default, bias_init=torch_bias(fan_in), name=name)
+def _dense(features: int, fan_in: int, name: str, dtype: Any = None) -> nn.Dense:
+  return nn.Dense(features, kernel_init=torch_default, bias_init=torch_bias(fan_in), dtype=dtype, name=name)
 
 
-def _causal_conv(features: int, stride: tuple[int, int, int], name: str) -> nn.Conv:
+def _causal_conv(features: int, stride: tuple[int, int, int], name: str, dtype: Any = None) -> nn.Conv:
   # PyTorch: Conv3d(k=3, padding=1) with the t+1 taps masked, so output t sees inputs s*t-1 and s*t.
   return nn.Conv(features, (2, 3, 3), stride, padding=((1, 0), (1, 1), (1, 1)), use_bias=False,
-                 kernel_init=_causal_init, name=name)
+                 kernel_init=_causal_init, dtype=dtype, name=name)
 
 
-def _conv_transpose5(features: int, stride: tuple[int, int, int], name: str) -> nn.ConvTranspose:
+def _conv_transpose5(features: int, stride: tuple[int, int, int], name: str, dtype: Any = None) -> nn.ConvTranspose:
   # PyTorch ConvTranspose3d(k=5, padding=2, output_padding=s-1) is flax padding (k-1-p, k-1-p+output_padding) on
   # the dilated input; the kernel is PyTorch's flipped in space-time (a converter must flip it).
   return nn.ConvTranspose(features, (5, 5, 5), stride, padding=tuple((2, 2 + s - 1) for s in stride),
-                          use_bias=False, kernel_init=torch_default_transpose, name=name)
+                          use_bias=False, kernel_init=torch_default_transpose, dtype=dtype, name=name)
 
 
 class DownBlock(nn.Module):
   """lrelu(BN(causal conv3(lrelu(BN(causal conv3/s(x))))) + BN(conv1x1/s(x))): [B,T,H,W,C] -> [B,T/st,H/2,W/2,o]."""
   features: int
   time_stride: int
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    s = (self.time_stride, 2, 2)
-    h = _lrelu(_bn(train, "bn1a")(_causal_conv(self.features, s, "conv1a")(x)))
-    h = _bn(train, "bn1b")(_causal_conv(self.features, (1, 1, 1), "conv1b")(h))
+    s, dt = (self.time_stride, 2, 2), self.dtype
+    h = _lrelu(_bn(train, "bn1a", dt)(_causal_conv(self.features, s, "conv1a", dt)(x)))
+    h = _bn(train, "bn1b", dt)(_causal_conv(self.features, (1, 1, 1), "conv1b", dt)(h))
     shortcut = nn.Conv(self.features, (1, 1, 1), s, padding="VALID", use_bias=False, kernel_init=torch_default,
-                       name="conv2a")(x)
-    return _lrelu(h + _bn(train, "bn2a")(shortcut))
+                       dtype=dt, name="conv2a")(x)
+    return _lrelu(h + _bn(train, "bn2a", dt)(shortcut))
 
 
 class UpBlock(nn.Module):
   """lrelu(BN(conv3(lrelu(BN(convT5/s(x))))) + BN(convT5/s(x))): [B,T,H,W,C] -> [B,T*st,2H,2W,o]."""
   features: int
   time_stride: int
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    s = (self.time_stride, 2, 2)
-    h = _lrelu(_bn(train, "bn1a")(_conv_transpose5(self.features, s, "conv1a")(x)))
-    h = nn.Conv(self.features, (3, 3, 3), padding=1, use_bias=False, kernel_init=torch_default, name="conv1b")(h)
-    h = _bn(train, "bn1b")(h)
-    return _lrelu(h + _bn(train, "bn2a")(_conv_transpose5(self.features, s, "conv2a")(x)))
+    s, dt = (self.time_stride, 2, 2), self.dtype
+    h = _lrelu(_bn(train, "bn1a", dt)(_conv_transpose5(self.features, s, "conv1a", dt)(x)))
+    h = nn.Conv(self.features, (3, 3, 3), padding=1, use_bias=False, kernel_init=torch_default, dtype=dt,
+                name="conv1b")(h)
+    h = _bn(train, "bn1b", dt)(h)
+    return _lrelu(h + _bn(train, "bn2a", dt)(_conv_transpose5(self.features, s, "conv2a", dt)(x)))
 
 
 def _check_clip(x, widths):
@@ -158,24 +168,27 @@ class VideoEncoder(nn.Module):
 
   Returns `(code, features)` with the `LAYERS` 'block1'..'block5' ([B, T', H', W', C'] after each block's
   activation), 'fc1' (after tanh) and 'code' (after sigmoid) ([B, T/4, D]); shapes in the module docstring.
+  `dtype`: compute dtype (None: float32); the code and features are returned in float32.
   """
   rep_dim: int = 1024
   widths: tuple[int, ...] = WIDTHS
   fc_dim: int = 512
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     _check_clip(x, self.widths)
+    dt = self.dtype
     features = {}
     for i, (width, stride) in enumerate(zip(self.widths, TIME_STRIDES), start=1):
-      x = DownBlock(width, stride, name=f"block{i}")(x, train=train)
+      x = DownBlock(width, stride, dt, name=f"block{i}")(x, train=train)
       features[f"block{i}"] = x
     b, t, h, w, c = x.shape
-    x = jnp.tanh(_dense(self.fc_dim, h * w * c, "fc1")(x.reshape(b, t, h * w * c)))
+    x = jnp.tanh(_dense(self.fc_dim, h * w * c, "fc1", dt)(x.reshape(b, t, h * w * c)))
     features["fc1"] = x
-    code = nn.sigmoid(_dense(self.rep_dim, self.fc_dim, "fc2")(x))
+    code = nn.sigmoid(_dense(self.rep_dim, self.fc_dim, "fc2", dt)(x))
     features["code"] = code
-    return code, features
+    return float32_outputs((code, features))
 
 
 class TorchLSTMCell(nn.RNNCellBase):
@@ -229,6 +242,7 @@ class VideoAE(nn.Module):
   `features` holds the encoder's `LAYERS` maps and, for each name in `layers`, 'lstm_<name>': per-frame LSTM
   outputs [B, T, lstm_dim] (`[:, -1]` is the code's per-clip feature). `params['encoder']` is exactly a
   `VideoEncoder`'s params; the LSTMs live at `params['lstm_<name>']`, the decoder at `params['dec_*']`.
+  `dtype`: compute dtype of the encoder and decoder (None: float32); everything returned is float32.
   """
   rep_dim: int = 1024
   ae_variant: str = "mocca"
@@ -236,6 +250,7 @@ class VideoAE(nn.Module):
   lstm_dim: int = 100
   widths: tuple[int, ...] = WIDTHS
   fc_dim: int = 512
+  dtype: Any = None
 
   def __post_init__(self):
     _check_layers(self.layers)
@@ -245,7 +260,8 @@ class VideoAE(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    code, features = VideoEncoder(self.rep_dim, self.widths, self.fc_dim, name="encoder")(x, train=train)
+    dt = self.dtype
+    code, features = VideoEncoder(self.rep_dim, self.widths, self.fc_dim, dt, name="encoder")(x, train=train)
     frames = x.shape[1]
     for name in self.layers:
       seq = features[name]
@@ -257,27 +273,28 @@ class VideoAE(nn.Module):
 
     deepest = features["block5"].shape
     b, t, h, w, c = deepest
-    y = jnp.tanh(_dense(self.fc_dim, self.rep_dim, "dec_fc1")(code))
-    y = _lrelu(_dense(h * w * c, self.fc_dim, "dec_fc2")(y))
+    y = jnp.tanh(_dense(self.fc_dim, self.rep_dim, "dec_fc1", dt)(code))
+    y = _lrelu(_dense(h * w * c, self.fc_dim, "dec_fc2", dt)(y))
     y = _authors_unflatten(y, deepest) if self.ae_variant == "mocca" else y.reshape(deepest)
     outs = tuple(reversed(self.widths[:-1])) + (self.widths[0],)
     for i, (width, stride) in enumerate(zip(outs, reversed(TIME_STRIDES)), start=1):
-      y = UpBlock(width, stride, name=f"dec_block{i}")(y, train=train)
-    y = nn.Conv(x.shape[-1], (1, 1, 1), kernel_init=torch_default, bias_init=torch_bias(self.widths[0]),
+      y = UpBlock(width, stride, dt, name=f"dec_block{i}")(y, train=train)
+    y = nn.Conv(x.shape[-1], (1, 1, 1), kernel_init=torch_default, bias_init=torch_bias(self.widths[0]), dtype=dt,
                 name="dec_out")(y)
     if self.ae_variant == "mirror":
       y = nn.sigmoid(y)
-    return y, features
+    return float32_outputs((y, features))
 
 
 def mocca_video(rep_dim: int = 1024, ae_variant: str = "mocca", layers=("code",), lstm_dim: int = 100,
-                widths: tuple[int, ...] = WIDTHS, fc_dim: int = 512) -> VideoAE:
+                widths: tuple[int, ...] = WIDTHS, fc_dim: int = 512, dtype: Any = None) -> VideoAE:
   """MOCCA's ShanghaiTech network: one `VideoAE` (reconstruction and LSTM features in one forward).
 
   The video method trains end to end (reconstruction + one-class loss in each step, centres from the untrained net),
   so no separate encoder-only module is returned; `params['encoder']` is a `VideoEncoder`'s params if one is needed.
   Defaults: the README's code size 1024 (the CLI default is 2048), the code's default layer (index 6, the code) and
-  LSTM size 100. Small `widths` / `fc_dim` give test and runlocal networks (e.g. 8 frames of 32x64).
+  LSTM size 100. Small `widths` / `fc_dim` give test and runlocal networks (e.g. 8 frames of 32x64). `dtype`: the
+  compute dtype (None: float32).
   """
-  return VideoAE(rep_dim, ae_variant, _check_layers(layers), lstm_dim, tuple(widths), fc_dim)
+  return VideoAE(rep_dim, ae_variant, _check_layers(layers), lstm_dim, tuple(widths), fc_dim, dtype)
 

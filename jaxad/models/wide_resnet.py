@@ -25,6 +25,10 @@ nn.Linear's default U(+-1/sqrt(64w)) and zero biases (Hendrycks' WRN zeroes the 
 `resnet26.BatchNorm`, which updates the running variance with PyTorch's unbiased rule, so converted PyTorch weights
 and reference training runs behave the same.
 
+For accelerators, as ResNet26: `dtype=jnp.bfloat16` computes in bfloat16 on float32 parameters (BatchNorm statistics
+float32, logits and features cast back to float32); `remat=True` wraps every BasicBlock in `nn.remat` (activations
+recomputed in the backward pass instead of stored; same parameter names and values).
+
 References:
   Zagoruyko, Komodakis. Wide Residual Networks. BMVC 2016.
   Hendrycks, Mazeika, Kadavath, Song. Using Self-Supervised Learning Can Improve Model Robustness and Uncertainty.
@@ -45,6 +49,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxad.errors import ConfigError
+from jaxad.models.lenet import float32_outputs
 from jaxad.models.resnet26 import BatchNorm
 
 # 'fan_out': the PyTorch WRN's normal(0, sqrt(2 / (k*k*out))); for an HWIO kernel jax's fan_out is k*k*out.
@@ -105,6 +110,7 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    # `train` stays positional: nn.remat can mark only positional arguments static (it picks the BN mode).
     bn = lambda name: BatchNorm(self.bn_momentum, self.bn_epsilon, dtype=self.dtype, name=name)
     pre = nn.relu(bn("bn1")(x, use_running_average=not train))
     y = _conv(self.features, 3, self.stride, self.conv_init, self.dtype, "conv1")(pre)
@@ -135,9 +141,11 @@ class WideResNet(nn.Module):
     bn_momentum: flax convention, new = momentum * old + (1 - momentum) * batch: 0.9 is PyTorch's momentum 0.1
       and GeoTrans' Keras momentum 0.9.
     bn_epsilon: BN variance epsilon (1e-5 in both reference codes).
-    dtype: computation dtype (None: inferred from inputs and parameters).
+    dtype: computation dtype (None: inferred from inputs and parameters). Parameters and BatchNorm statistics stay
+      float32 and the outputs are cast to float32 whatever it is.
+    remat: rematerialise each BasicBlock in the backward pass (`nn.remat`): less activation memory, same values.
 
-  Returns from `__call__(x, train)`:
+  Returns from `__call__(x, train)` (float32; bfloat16 ones are cast):
     logits: {task: [B, outputs]} in the order of `heads`.
     features: 'stem' [B, H, W, 16], 'block1' [B, H, W, 16w], 'block2' [B, H/2, W/2, 32w], 'block3'
       [B, H/4, W/4, 64w] (stage outputs, before the final BN-ReLU) and 'pool' [B, 64w] (what the heads see, before
@@ -163,6 +171,7 @@ class WideResNet(nn.Module):
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   dtype: Any = None
+  remat: bool = False
 
   def __post_init__(self):
     # Validate at construction, so a bad config fails before any tracing.
@@ -186,13 +195,15 @@ class WideResNet(nn.Module):
     init = CONV_INITS[self.conv_init]
     widths = (16 * int(self.width), 32 * int(self.width), 64 * int(self.width))
 
+    # static_argnums counts `self`: argument 2 is `train`, a Python bool that picks the BN and dropout modes.
+    block = nn.remat(BasicBlock, static_argnums=(2,)) if self.remat else BasicBlock
     features = {}
     y = _conv(STEM_WIDTH, 3, 1, init, self.dtype, "stem_conv")(x)
     features["stem"] = y
     for stage, (features_out, stride) in enumerate(zip(widths, STAGE_STRIDES), start=1):
       for i in range(n):
-        y = BasicBlock(features_out, stride if i == 0 else 1, self.dropout, init, self.bn_momentum, self.bn_epsilon,
-                       self.dtype, name=f"block{stage}_{i}")(y, train)
+        y = block(features_out, stride if i == 0 else 1, self.dropout, init, self.bn_momentum, self.bn_epsilon,
+                  self.dtype, name=f"block{stage}_{i}")(y, train)
       features[f"block{stage}"] = y
     y = nn.relu(BatchNorm(self.bn_momentum, self.bn_epsilon, dtype=self.dtype, name="final_bn")(
         y, use_running_average=not train))
@@ -206,7 +217,7 @@ class WideResNet(nn.Module):
         h = nn.Dropout(self.head_dropout, deterministic=not train, name=f"head_dropout_{task}")(h)
       logits[task] = nn.Dense(int(outputs), dtype=self.dtype, kernel_init=head_kernel_init,
                               bias_init=nn.initializers.zeros, name=f"head_{task}")(h)
-    return logits, features
+    return float32_outputs((logits, features))
 
 
 def wrn(depth: int = 16, width: int = 4, heads: Sequence[tuple[str, int]] | Mapping[str, int] = (("logits", 10),),
