@@ -82,32 +82,6 @@ def _config(name: str):
   return load_config(os.path.join(REPO, "configs", name))
 
 
-def _jaxad_step(phase, state, batch, steps_per_epoch: int) -> tuple[Callable, dict]:
-  """The phase's jitted step exactly as the trainer builds it (donated state), compiled; `run(n) -> seconds`."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from jaxad import train  # pylint: disable=g-import-not-at-top
-  from jaxad.models import count_params  # pylint: disable=g-import-not-at-top
-
-  t0 = time.perf_counter()
-  step = jax.jit(train.make_train_step(phase, steps_per_epoch, jax.random.key(1)), donate_argnums=0)
-  step = step.lower(state, batch).compile()
-  compile_s = time.perf_counter() - t0
-  mem = step.memory_analysis()
-  holder = {"state": state}
-
-  def run(n: int) -> float:
-    t0 = time.perf_counter()
-    s = holder["state"]
-    for _ in range(n):
-      s, metrics = step(s, batch)
-    jax.block_until_ready(metrics)  # asynchronous dispatch: the clock stops once the last step is done
-    holder["state"] = s
-    return time.perf_counter() - t0
-
-  return run, {"params": count_params(state.params), "compile_s": compile_s,
-               "xla_temp_mib": mem.temp_size_in_bytes / 2**20, "xla_argument_mib": mem.argument_size_in_bytes / 2**20}
-
-
 def _fit_before(config, method, index: int, x, mesh) -> dict:
   """The outputs of the phases before `method.phases[index]` on random images: fit phases fitted, training phases
   at their initialisation (not timed; a training phase's step cost does not depend on its starting weights)."""
@@ -125,10 +99,12 @@ def _fit_before(config, method, index: int, x, mesh) -> dict:
 
 
 def _jaxad_config_step(config, phase_name: str, x, labels=None, steps_per_epoch: int = 25) -> tuple[Callable, dict]:
+  """The config's phase `phase_name` as the trainer jits it, on the batch `x` (`step_timing.compiled_step`)."""
   import jax  # pylint: disable=g-import-not-at-top
   from jaxad import optim, parallel, train  # pylint: disable=g-import-not-at-top
   from jaxad.methods import get_method  # pylint: disable=g-import-not-at-top
   from jaxad.methods.base import DataSpec  # pylint: disable=g-import-not-at-top
+  from step_timing import compiled_step  # pylint: disable=g-import-not-at-top  (benchmarks/, this folder)
 
   mesh = parallel.make_mesh()
   method = get_method(config.method)(config, DataSpec(x.shape[1:]))
@@ -139,7 +115,7 @@ def _jaxad_config_step(config, phase_name: str, x, labels=None, steps_per_epoch:
   batch = {"image": x} if labels is None else {"image": x, "label": labels}
   tx = optim.make_optimizer(phase.optim, steps_per_epoch=steps_per_epoch)
   state = parallel.replicate(train.init_state(phase, jax.random.key(0), batch, previous, tx), mesh)
-  return _jaxad_step(phase, state, parallel.shard_batch(batch, mesh), steps_per_epoch)
+  return compiled_step(phase, state, parallel.shard_batch(batch, mesh), steps_per_epoch)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -189,10 +165,7 @@ def transfer(method: str, args) -> Workload:
   run, facts = _jaxad_config_step(config, "train", x, labels, steps_per_epoch=79)
   variants, tfacts = _torch_steps(lambda cl: resnet26_torch.make_transfer_step(
       method, normal=normal, oe=bs - normal, size=size, channels_last=cl))
-  try:
-    flops = resnet26_torch.forward_flops(size, method=method)
-  except TypeError:  # forward_flops(size) only
-    flops = resnet26_torch.forward_flops(size)
+  flops = resnet26_torch.forward_flops(size, method=method)
   notes = {"train_flops": "3x forward; an upper bound for ADRA (frozen 3x3 kernels: no weight gradient)"}
   return Workload(f"{method.upper()} ResNet26 step (configs/{method}_cifar10.py, {normal} normal + {bs - normal} OE, "
                   f"{size}x{size})", {"jaxad": run, **variants}, {"jaxad": facts, **tfacts}, bs, flops, notes=notes)

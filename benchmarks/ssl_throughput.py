@@ -87,7 +87,6 @@ def jaxad_train(config, steps_per_epoch: int) -> tuple:
   from jaxad import optim, parallel, train  # pylint: disable=g-import-not-at-top
   from jaxad.methods import get_method  # pylint: disable=g-import-not-at-top
   from jaxad.methods.base import DataSpec, TrainPhase  # pylint: disable=g-import-not-at-top
-  from jaxad.models import count_params  # pylint: disable=g-import-not-at-top
 
   built = get_method(config.method)(config, DataSpec((SIZE, SIZE, 3), 10))
   (phase,) = built.phases
@@ -97,28 +96,8 @@ def jaxad_train(config, steps_per_epoch: int) -> tuple:
   tx = optim.make_optimizer(phase.optim, steps_per_epoch=steps_per_epoch)
   state = parallel.replicate(train.init_state(phase, jax.random.key(0), {"image": x}, {}, tx), mesh)
   batch = parallel.shard_batch({"image": x}, mesh)
-  t0 = time.perf_counter()
-  step = jax.jit(train.make_train_step(phase, steps_per_epoch, jax.random.key(1)), donate_argnums=0)
-  step = step.lower(state, batch).compile()
-  compile_s = time.perf_counter() - t0
-  mem = step.memory_analysis()
-  cost = step.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  holder = {"state": state}
-
-  def run(n: int) -> float:
-    t0 = time.perf_counter()
-    s = holder["state"]
-    for _ in range(n):
-      s, metrics = step(s, batch)
-    jax.block_until_ready(metrics)  # asynchronous dispatch: the clock stops once the last step is done
-    holder["state"] = s
-    return time.perf_counter() - t0
-
-  facts = {"params": count_params(state.params), "compile_s": compile_s,
-           "xla_temp_mib": mem.temp_size_in_bytes / 2**20, "xla_argument_mib": mem.argument_size_in_bytes / 2**20,
-           "xla_flops_per_step": float((cost or {}).get("flops", float("nan")))}
-  return run, facts
+  from step_timing import compiled_step  # pylint: disable=g-import-not-at-top  (benchmarks/, this folder)
+  return compiled_step(phase, state, batch, steps_per_epoch)
 
 
 def torch_train(channels_last: bool, permutations, total_steps: int, shift_px: int, jigsaw_cfg) -> tuple:

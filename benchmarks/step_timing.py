@@ -26,6 +26,37 @@ def run_steps(step, state, batch, n: int):
   return state, time.perf_counter() - t0
 
 
+def compiled_step(phase, state, batch, steps_per_epoch: int):
+  """The phase's jitted step exactly as the trainer builds it (donated state), compiled: `(run, facts)`.
+
+  `run(n)` does `n` steps from the state the previous call left and returns their wall time in seconds; `facts`
+  holds the parameter count, the compile time and XLA's memory and cost analysis of the step.
+  """
+  from jaxad.models import count_params  # pylint: disable=g-import-not-at-top
+
+  t0 = time.perf_counter()
+  step = jax.jit(train.make_train_step(phase, steps_per_epoch, jax.random.key(1)), donate_argnums=0)
+  step = step.lower(state, batch).compile()
+  compile_s = time.perf_counter() - t0
+  mem = step.memory_analysis()
+  cost = step.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  holder = {"state": state}
+
+  def run(n: int) -> float:
+    t0 = time.perf_counter()
+    s = holder["state"]
+    for _ in range(n):
+      s, metrics = step(s, batch)
+    jax.block_until_ready(metrics)  # asynchronous dispatch: the clock stops once the last step is done
+    holder["state"] = s
+    return time.perf_counter() - t0
+
+  return run, {"params": count_params(state.params), "compile_s": compile_s,
+               "xla_temp_mib": mem.temp_size_in_bytes / 2**20, "xla_argument_mib": mem.argument_size_in_bytes / 2**20,
+               "xla_flops_per_step": float((cost or {}).get("flops", float("nan")))}
+
+
 def fit_phase(config, method, index: int, previous: dict, images: np.ndarray, mesh, *, batch_size: int = 0):
   """The `Output` of `method.phases[index]` (a `FitPhase`) given the earlier phases' outputs `previous`.
 
