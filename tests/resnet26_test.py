@@ -170,21 +170,6 @@ def test_zero_adapters_match_plain_network():
     jax.tree.map(np.testing.assert_array_equal, up, ua)
 
 
-def test_batchnorm_matches_torch_rule_in_numpy():
-  x = np.random.default_rng(0).normal(2.0, 3.0, (4, 3, 5, 6)).astype(np.float32)
-  bn = resnet26.BatchNorm()
-  variables = bn.init(jax.random.key(0), x, use_running_average=False)
-  assert set(variables['batch_stats']) == {'mean', 'var'} and set(variables['params']) == {'scale', 'bias'}
-  y, updates = bn.apply(variables, x, use_running_average=False, mutable=['batch_stats'])
-  mean, var = x.mean((0, 1, 2)), x.var((0, 1, 2))
-  n = 4 * 3 * 5
-  np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5), rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(updates['batch_stats']['mean'], 0.1 * mean, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(updates['batch_stats']['var'], 0.9 + 0.1 * var * n / (n - 1), rtol=1e-5)
-  y_eval = bn.apply(variables, x, use_running_average=True)
-  np.testing.assert_allclose(y_eval, x / np.sqrt(1 + 1e-5), rtol=1e-6)
-
-
 def test_bad_arguments():
   x = jnp.zeros((1, 8, 8, 3))
   for model, match in ((ResNet26(variant='resnet'), 'transferad'), (ResNet26(adapter_init='ones'), 'zeros')):

@@ -13,7 +13,7 @@ pooling followed by zero channels appended after the input's own (parameter-free
 every 3x3 conv (stem included), summed before the BN. Module names follow jaxad's parameter names, with '.' for '/':
 `stem.conv`, `stem.adapter`, `stem.bn`, `layer2_0.conv1`, `layer2_0.adapter1`, `layer2_0.bn1`, ..., `end_bn`, `head`.
 
-Batch norm is torch's `nn.BatchNorm2d` (eps 1e-5, momentum 0.1): jaxad's custom `resnet26.BatchNorm` exists to
+Batch norm is torch's `nn.BatchNorm2d` (eps 1e-5, momentum 0.1): jaxad's custom `layers.BatchNorm` exists to
 reproduce exactly this rule (normalise with the biased batch variance, update `running_var` with the unbiased one),
 so the stock module is the twin of it.
 

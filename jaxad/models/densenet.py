@@ -21,7 +21,7 @@ parameters with the 1000-way head (12,484,480 without), plus 158,400 BN running 
 Parameter names (stable; regex freezing uses them): `stem/conv`, `stem/bn`, `denseblock{b}/layer{i}/{bn1,conv1,bn2,
 conv2}` (b from 1, i from 0), `transition{b}/{bn,conv}`, `final_bn`, `head`; e.g. 'denseblock1/layer0/conv1/kernel'.
 
-BatchNorm is `resnet26.BatchNorm` (PyTorch's unbiased running-variance update when fine-tuning). Initialisation as
+BatchNorm is `layers.BatchNorm` (PyTorch's unbiased running-variance update when fine-tuning). Initialisation as
 torchvision: convs He normal (fan-in), BN 1/0, head kernel U(+-1/sqrt(fan_in)) and bias 0.
 
 References:
@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxad.errors import ConfigError
-from jaxad.models.resnet26 import BatchNorm
+from jaxad.models.layers import BatchNorm
 
 # name -> (block_config, growth_rate, num_init_features)
 DEPTHS = {

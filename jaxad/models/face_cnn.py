@@ -37,7 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxad.models.resnet26 import BatchNorm
+from jaxad.models.layers import BatchNorm
 
 # Table 2, in order: ('C', filters) for a 3x3 stride-1 pad-1 conv block, ('P', size, stride, pad) for a max pool.
 TABLE2 = (("C", 32), ("C", 64), ("P", 2, 2, 0), ("C", 64), ("C", 128), ("P", 2, 2, 0), ("C", 96), ("C", 256),

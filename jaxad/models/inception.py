@@ -58,6 +58,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxad.errors import ConfigError
+from jaxad.models.layers import BatchNorm
 from jaxad.models.lenet import torch_bias
 
 ModuleDef = Any
@@ -74,50 +75,6 @@ V3_VARIANTS = {
     'torchvision': dict(bn_scale=True, pool_count_include_pad=True, bn_momentum=0.9),
     'keras': dict(bn_scale=False, pool_count_include_pad=False, bn_momentum=0.99),
 }
-
-
-class BatchNorm(nn.Module):
-  """Batch norm with optional scale (Keras' `scale=False`) and PyTorch's running-variance update.
-
-  Normalises with the batch statistics in training (biased variance) and the running ones otherwise; the running
-  variance is updated with the unbiased batch variance, as torch.nn.BatchNorm2d (see `resnet26.BatchNorm`, which has
-  no `use_scale`). Variables: params `scale` (only with `use_scale`) and `bias`; batch_stats `mean` and `var`.
-
-  Attributes:
-    use_scale: learn a per-channel gamma (torchvision, timm) or not (Keras' Inception-V3).
-    momentum: flax convention, new = momentum * old + (1 - momentum) * batch; PyTorch's 0.1 is 0.9 here.
-    epsilon: added to the variance (1e-3 in every Inception weight file).
-    dtype: output dtype (None: that of the input and parameters). Statistics use at least float32.
-  """
-  use_scale: bool = True
-  momentum: float = 0.9
-  epsilon: float = 1e-3
-  dtype: Any = None
-
-  @nn.compact
-  def __call__(self, x: jax.Array, use_running_average: bool) -> jax.Array:
-    features = x.shape[-1]
-    bias = self.param('bias', nn.initializers.zeros, (features,), jnp.float32)
-    stat_dtype = jnp.promote_types(x.dtype, jnp.float32)
-    ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((features,), stat_dtype))
-    ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((features,), stat_dtype))
-    xf = x.astype(stat_dtype)
-    if use_running_average:
-      mean, var = ra_mean.value.astype(stat_dtype), ra_var.value.astype(stat_dtype)
-    else:
-      axes = tuple(range(x.ndim - 1))
-      mean = jnp.mean(xf, axes)
-      var = jnp.mean(jnp.square(xf - mean), axes)
-      if not self.is_initializing():
-        n = x.size // features
-        m = self.momentum
-        ra_mean.value = (m * ra_mean.value + (1.0 - m) * mean).astype(ra_mean.value.dtype)
-        ra_var.value = (m * ra_var.value + (1.0 - m) * var * (n / max(n - 1, 1))).astype(ra_var.value.dtype)
-    mul = jax.lax.rsqrt(var + self.epsilon)
-    if self.use_scale:
-      mul = mul * self.param('scale', nn.initializers.ones, (features,), jnp.float32).astype(stat_dtype)
-    y = (xf - mean) * mul + bias.astype(stat_dtype)
-    return y.astype(self.dtype or jnp.result_type(x.dtype, jnp.float32))
 
 
 class ConvBN(nn.Module):
@@ -148,7 +105,8 @@ class ConvBN(nn.Module):
       padding = 'VALID'
     y = nn.Conv(self.features, tuple(self.kernel), (self.strides, self.strides), padding=padding, use_bias=False,
                 kernel_init=conv_init, dtype=self.dtype, name='conv')(x)
-    y = BatchNorm(self.bn_scale, self.bn_momentum, dtype=self.dtype, name='bn')(y, use_running_average=not train)
+    y = BatchNorm(self.bn_momentum, 1e-3, use_scale=self.bn_scale, dtype=self.dtype, name='bn')(
+        y, use_running_average=not train)
     return nn.relu(y)
 
 

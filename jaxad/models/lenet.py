@@ -8,9 +8,9 @@ Every model returns `(output, features)`; `features` holds the pre-BN conv outpu
 maps) and the `code` ([B, rep_dim]), which the multi-layer losses of MOCCA use.
 
 Mixed precision (`dtype=jnp.bfloat16`, `config.model.dtype='bfloat16'`): convolutions, matmuls and activations run
-in the compute dtype while parameters stay float32 (param_dtype) and BatchNorm reduces its statistics in float32
-(flax's default); every output and feature is cast back to float32 (`float32_outputs`), so the losses, centres and
-scores that read them are float32 computations. This file also holds that cast, shared by the other families.
+in the compute dtype while parameters stay float32 (param_dtype) and BatchNorm reduces its statistics in float32;
+every output and feature is cast back to float32 (`float32_outputs`), so the losses, centres and scores that read
+them are float32 computations. This file also holds that cast, shared by the other families.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from jaxad.models.layers import BatchNorm, max_pool_2x2
 
 _SLOPE = 0.01  # PyTorch's F.leaky_relu default, used by both papers' code.
 # torch.nn.init.calculate_gain('leaky_relu') uses slope 0.01 too: sqrt(2 / (1 + 0.01^2)).
@@ -61,20 +63,24 @@ def float32_outputs(tree):
   return tree
 
 
-def _bn(train: bool, name: str, dtype: Any = None) -> nn.BatchNorm:
-  # flax reduces the batch statistics in float32 and keeps the running ones in float32 whatever `dtype` is.
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-4, use_bias=False, use_scale=False,
-                      dtype=dtype, name=name)
+def _bn(train: bool, name: str, dtype: Any = None):
+  """Non-affine BatchNorm (eps 1e-4) applied in train or eval mode: PyTorch's BatchNorm2d(affine=False).
+
+  `layers.BatchNorm` rather than flax's: PyTorch's unbiased running-variance update, and a two-pass batch variance.
+  flax's default E[x^2] - E[x]^2 cancels in float32 where a channel's mean is large against its spread, which made
+  the LeNet AE's gradients depend on how XLA happened to round the convolutions (4e-4 of the gradient norm between
+  two XLA:CPU fusion settings, where the two-pass form agrees to 1e-6 with PyTorch under both).
+  """
+  bn = BatchNorm(momentum=0.9, epsilon=1e-4, use_scale=False, use_bias=False, dtype=dtype, name=name)
+  return lambda x: bn(x, use_running_average=not train)
 
 
 def _lrelu(x):
   return nn.leaky_relu(x, _SLOPE)
 
 
-def _pool(x):
-  # F.max_pool2d(2, 2). A reshape + max is 10x faster on XLA:CPU (issue #12) but splits the gradient of tied maxima,
-  # which real images have (0.7% of conv1's windows on CIFAR-10): PyTorch and nn.max_pool give it to one element.
-  return nn.max_pool(x, (2, 2), strides=(2, 2))
+def _pool(x):  # F.max_pool2d(2, 2), ties' gradient included
+  return max_pool_2x2(x)
 
 
 def _upsample(x):  # F.interpolate(scale_factor=2), nearest

@@ -25,7 +25,7 @@ ResidualBlock(32) -> bias-free 1x1 conv 32->C. **There is no output activation**
 the reconstruction is unbounded while the data lie in [-1, 1]; we keep that.
 
 Settings from the code: BN is the affine PyTorch default (eps 1e-5, momentum 0.1 = flax 0.9, with PyTorch's unbiased
-running-variance update: `resnet26.BatchNorm`); leaky ReLU is `nn.LeakyReLU()`, slope 0.01; the two encoder Dense
+running-variance update: `layers.BatchNorm`); leaky ReLU is `nn.LeakyReLU()`, slope 0.01; the two encoder Dense
 layers and the decoder Dense layers have biases; no custom initialisation, so every layer keeps PyTorch's default,
 reproduced here (kernels and biases U(+-1/sqrt(fan_in)), with fan_in of a transposed conv taken over its *output*
 channels as PyTorch does).
@@ -47,7 +47,7 @@ Differences from the released code, all deliberate:
   all 8 inside the encoder, the autoencoder's too).
 
 Mixed precision: every module takes `dtype` (None: float32; `config.model.dtype='bfloat16'` gives bfloat16), the
-compute dtype of its convs, Dense layers and activations; parameters stay float32, BatchNorm (`resnet26.BatchNorm`)
+compute dtype of its convs, Dense layers and activations; parameters stay float32, BatchNorm (`layers.BatchNorm`)
 reduces its statistics in float32, and each module casts what it returns to float32 (`lenet.float32_outputs`).
 
 Parameters (rep_dim 64): encoder 5,437,856 at 64x64 / 18,020,768 at 128x128; decoder 5,592,352 / 18,322,720; a
@@ -68,7 +68,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxad.models.lenet import float32_outputs, torch_bias, torch_default, torch_default_transpose
-from jaxad.models.resnet26 import BatchNorm
+from jaxad.models.layers import BatchNorm
 
 LAYERS = ("conv", "res", "down1", "down2", "down3", "fc1", "fc2", "code")
 SELECTORS = ("pool", "mlp")

@@ -37,6 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxad.models.layers import BatchNorm
 from jaxad.models.lenet import float32_outputs, torch_bias
 
 # He fan-out normal: for an HWIO kernel jax's fan_out is k*k*out, so the std is sqrt(2 / (k*k*out)).
@@ -52,57 +53,6 @@ VARIANTS = {
     'rebuffi': (32, False, (64, 128, 256), (2, 2, 2)),
 }
 BLOCKS_PER_STAGE = 4
-
-
-class BatchNorm(nn.Module):
-  """Batch norm matching torch.nn.BatchNorm2d exactly, including its running-variance update.
-
-  Why not `flax.linen.BatchNorm`: both normalise a training batch with the biased batch variance, but PyTorch
-  updates `running_var` with the *unbiased* variance (times n / (n - 1), n = elements per channel) while flax uses
-  the biased one. Converted PyTorch weights and the reference training runs need the PyTorch rule, so this module
-  implements it. Variable names and collections are those of flax's BatchNorm (params `scale`, `bias`; batch_stats
-  `mean`, `var`), so the rest of jaxad treats both alike. The statistics reduce over all axes but the last; under
-  `jit` with a sharded batch they are global-batch statistics.
-
-  Attributes:
-    momentum: flax convention, new_stat = momentum * stat + (1 - momentum) * batch_stat; PyTorch's momentum 0.1 is
-      0.9 here.
-    epsilon: added to the variance.
-    dtype: output dtype (None: that of the input and parameters). Statistics use at least float32.
-    param_dtype: dtype of `scale` and `bias`.
-  """
-  momentum: float = 0.9
-  epsilon: float = 1e-5
-  dtype: Any = None
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array, use_running_average: bool) -> jax.Array:
-    features = x.shape[-1]
-    scale = self.param('scale', nn.initializers.ones, (features,), self.param_dtype)
-    bias = self.param('bias', nn.initializers.zeros, (features,), self.param_dtype)
-    stat_dtype = jnp.promote_types(x.dtype, jnp.float32)
-    ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((features,), stat_dtype))
-    ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((features,), stat_dtype))
-
-    xf = x.astype(stat_dtype)
-    if use_running_average:
-      mean, var = ra_mean.value.astype(stat_dtype), ra_var.value.astype(stat_dtype)
-    else:
-      axes = tuple(range(x.ndim - 1))
-      mean = jnp.mean(xf, axes)
-      var = jnp.mean(jnp.square(xf - mean), axes)  # biased: used to normalise, as in PyTorch
-      if not self.is_initializing():
-        n = x.size // features
-        unbiased = var * (n / max(n - 1, 1))
-        m = self.momentum
-        ra_mean.value = (m * ra_mean.value + (1.0 - m) * mean).astype(ra_mean.value.dtype)
-        ra_var.value = (m * ra_var.value + (1.0 - m) * unbiased).astype(ra_var.value.dtype)
-
-    mul = jax.lax.rsqrt(var + self.epsilon) * scale.astype(stat_dtype)
-    y = (xf - mean) * mul + bias.astype(stat_dtype)
-    out_dtype = self.dtype or jnp.result_type(x.dtype, self.param_dtype)
-    return y.astype(out_dtype)
 
 
 def _conv_adapter(x, features: int, stride: int, *, adapters: bool, adapter_init: str, dtype: Any, suffix: str):

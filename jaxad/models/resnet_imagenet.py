@@ -25,7 +25,7 @@ which adds the 151,424 BN running statistics that jaxad keeps in `batch_stats`).
 Parameter names (stable; regex freezing uses them): `stem/conv`, `stem/bn`, `stage{s}/block{i}/{conv1,bn1,conv2,bn2,
 conv3,bn3,proj_conv,proj_bn}` (s from 1, i from 0), `head`; e.g. 'stage3/block35/conv2/kernel'.
 
-BatchNorm is `resnet26.BatchNorm` (PyTorch's unbiased running-variance update when fine-tuning). Initialisation as
+BatchNorm is `layers.BatchNorm` (PyTorch's unbiased running-variance update when fine-tuning). Initialisation as
 torchvision: convs He normal (fan-out), BN 1/0, head kernel U(+-1/sqrt(fan_in)), biases 0.
 
 References:
@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxad.errors import ConfigError
-from jaxad.models.resnet26 import BatchNorm
+from jaxad.models.layers import BatchNorm
 
 DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 WIDTHS = (64, 128, 256, 512)

@@ -52,7 +52,7 @@ Differences from the released code, all deliberate:
 * Masked taps are not stored (see above); the output conv has C channels (the code hard-codes 3).
 
 Settings from the code: BN is PyTorch's affine default (eps 1e-5, momentum 0.1 = flax 0.9, unbiased running
-variance: `resnet26.BatchNorm`); leaky ReLU slope 0.01; convs in blocks are bias-free, the Dense layers and the output
+variance: `layers.BatchNorm`); leaky ReLU slope 0.01; convs in blocks are bias-free, the Dense layers and the output
 conv have biases; every layer keeps PyTorch's default init (kernels and biases U(+-1/sqrt(fan_in)), fan_in of a
 masked conv over all 3 time taps, of a transposed conv over its output channels). Code size: CLI default 2048, the
 README's command 1024.
@@ -82,7 +82,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxad.models.lenet import float32_outputs, torch_bias, torch_default, torch_default_transpose
-from jaxad.models.resnet26 import BatchNorm
+from jaxad.models.layers import BatchNorm
 
 LAYERS = ("block1", "block2", "block3", "block4", "block5", "fc1", "code")
 WIDTHS = (8, 16, 32, 64, 64)

@@ -22,7 +22,7 @@ the 1x1 projections `block{s}_{i}/shortcut`, batch norms `block{s}_{i}/bn{1,2}` 
 Initialisation: convs normal(0, sqrt(2 / (k*k*out))) (`conv_init='fan_out'`, the PyTorch WRN) or Keras' he_normal,
 a truncated normal with std sqrt(2 / (k*k*in)) (`'fan_in'`, GeoTrans); BN scale 1, bias 0; head kernels PyTorch
 nn.Linear's default U(+-1/sqrt(64w)) and zero biases (Hendrycks' WRN zeroes the Linear bias). BatchNorm is
-`resnet26.BatchNorm`, which updates the running variance with PyTorch's unbiased rule, so converted PyTorch weights
+`layers.BatchNorm`, which updates the running variance with PyTorch's unbiased rule, so converted PyTorch weights
 and reference training runs behave the same.
 
 For accelerators, as ResNet26: `dtype=jnp.bfloat16` computes in bfloat16 on float32 parameters (BatchNorm statistics
@@ -50,7 +50,7 @@ import jax.numpy as jnp
 
 from jaxad.errors import ConfigError
 from jaxad.models.lenet import float32_outputs
-from jaxad.models.resnet26 import BatchNorm
+from jaxad.models.layers import BatchNorm
 
 # 'fan_out': the PyTorch WRN's normal(0, sqrt(2 / (k*k*out))); for an HWIO kernel jax's fan_out is k*k*out.
 # 'fan_in': Keras he_normal, a normal truncated at 2 std and rescaled so its std is sqrt(2 / (k*k*in)).

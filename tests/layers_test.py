@@ -1,0 +1,79 @@
+"""jaxad.models.layers against NumPy, flax and PyTorch: BatchNorm's training and running-statistics rules, and the
+2x2 max pool's values and tie gradients."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from jaxad.models import layers
+
+
+def test_batchnorm_matches_torch_rule_in_numpy():
+  x = np.random.default_rng(0).normal(2.0, 3.0, (4, 3, 5, 6)).astype(np.float32)
+  bn = layers.BatchNorm()
+  variables = bn.init(jax.random.key(0), x, use_running_average=False)
+  assert set(variables['batch_stats']) == {'mean', 'var'} and set(variables['params']) == {'scale', 'bias'}
+  y, updates = bn.apply(variables, x, use_running_average=False, mutable=['batch_stats'])
+  mean, var = x.mean((0, 1, 2)), x.var((0, 1, 2))
+  n = 4 * 3 * 5
+  np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(updates['batch_stats']['mean'], 0.1 * mean, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(updates['batch_stats']['var'], 0.9 + 0.1 * var * n / (n - 1), rtol=1e-5)
+  y_eval = bn.apply(variables, x, use_running_average=True)
+  np.testing.assert_allclose(y_eval, x / np.sqrt(1 + 1e-5), rtol=1e-6)
+
+
+def test_non_affine_has_no_parameters_and_shifts_nothing():
+  x = np.random.default_rng(1).normal(-1.0, 2.0, (8, 3)).astype(np.float32)
+  bn = layers.BatchNorm(epsilon=1e-4, use_scale=False, use_bias=False)
+  variables = bn.init(jax.random.key(0), x, use_running_average=False)
+  assert 'params' not in variables and set(variables['batch_stats']) == {'mean', 'var'}
+  y, _ = bn.apply(variables, x, use_running_average=False, mutable=['batch_stats'])
+  np.testing.assert_allclose(y, (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-4), rtol=1e-5, atol=1e-5)
+
+
+def test_variance_survives_a_large_mean():
+  """Activations with mean 1000 and spread 0.05: the two-pass variance keeps 1e-4 of its value in float32, where
+  E[x^2] - E[x]^2 (flax's fast variance) loses it to cancellation."""
+  x64 = 1000.0 + 0.05 * np.random.default_rng(2).normal(size=(256, 4))
+  x = x64.astype(np.float32)
+  bn = layers.BatchNorm(momentum=0.0, use_scale=False, use_bias=False)
+  _, updates = bn.apply(bn.init(jax.random.key(0), x, use_running_average=False), x, use_running_average=False,
+                        mutable=['batch_stats'])
+  var = x.astype(np.float64).var(0) * 256 / 255  # momentum 0: the running variance is this batch's unbiased one
+  np.testing.assert_allclose(updates['batch_stats']['var'], var, rtol=1e-4)
+  fast = (x * x).mean(0) - x.mean(0) ** 2  # float32, the formula this module avoids
+  assert np.max(np.abs(fast - x.var(0)) / x.var(0)) > 1e-2
+
+
+def _tied_images(shape, seed):
+  return np.random.default_rng(seed).integers(0, 3, size=shape).astype(np.float32)  # most windows hold ties
+
+
+@pytest.mark.parametrize('shape', [(3, 8, 8, 4), (2, 7, 9, 3)])  # odd sizes: the last row / column is dropped
+def test_max_pool_equals_flax_values_and_tie_gradients(shape):
+  x = jnp.asarray(_tied_images(shape, 0))
+  ref = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+  y, vjp = jax.vjp(jax.jit(layers.max_pool_2x2), x)
+  y_ref, vjp_ref = jax.vjp(ref, x)
+  np.testing.assert_array_equal(y, y_ref)
+  g = jnp.asarray(np.random.default_rng(1).normal(size=y.shape).astype(np.float32))
+  np.testing.assert_array_equal(vjp(g)[0], vjp_ref(g)[0])
+  # Under vmap (jaxad.sweep's task axis) too.
+  stacked = jnp.stack([x, x + 1.0])
+  np.testing.assert_array_equal(jax.vmap(layers.max_pool_2x2)(stacked)[1], y_ref + 1.0)
+
+
+def test_max_pool_tie_gradient_equals_torch():
+  x = _tied_images((4, 10, 6, 5), 2)
+  g = np.random.default_rng(3).normal(size=(4, 5, 3, 5)).astype(np.float32)
+  grad = jax.vjp(layers.max_pool_2x2, jnp.asarray(x))[1](jnp.asarray(g))[0]
+  t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_()
+  torch.nn.functional.max_pool2d(t, 2, 2).backward(torch.from_numpy(g.transpose(0, 3, 1, 2).copy()))
+  np.testing.assert_array_equal(np.asarray(grad), t.grad.numpy().transpose(0, 2, 3, 1))
+  # A reshape + max would split each tie's gradient: the test above would fail for it.
+  split = jax.grad(lambda x: (x.reshape(4, 5, 2, 3, 2, 5).max((2, 4)) * g).sum())(jnp.asarray(x))
+  assert np.abs(np.asarray(split) - np.asarray(grad)).max() > 0.1
