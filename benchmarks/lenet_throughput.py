@@ -1,4 +1,5 @@
-r"""Training throughput (img/s) and peak memory of the LeNet autoencoder and encoder steps under XLA CPU flag sets.
+r"""Training throughput (img/s) and peak memory of the LeNet autoencoder and encoder steps under XLA CPU flag sets
+(and, as one more variant, with flax's max pool in place of jaxad's).
 
   python benchmarks/lenet_throughput.py --rounds=3 --out=benchmarks/results/lenet_throughput.json
 
@@ -25,7 +26,10 @@ VARIANTS = {
     "ynn_dot_eltwise_reduce": _YNN + "individual_dot,eltwise,reduce",
     "ynn_dot+onednn": _YNN + "individual_dot --xla_cpu_use_onednn=true",
     "ynn_dot+no_tree_reduction": _YNN + "individual_dot --xla_disable_hlo_passes=tree_reduction_rewriter",
+    # Not a flag: jaxad's default flags with flax's nn.max_pool in place of the LeNets' `layers.max_pool_2x2`.
+    "ynn_dot+flax_max_pool": _YNN + "individual_dot",
 }
+FLAX_POOL = "ynn_dot+flax_max_pool"
 
 
 def measure(config_name: str, steps: int) -> dict:
@@ -37,6 +41,10 @@ def measure(config_name: str, steps: int) -> dict:
   from jaxad.methods.base import DataSpec, FitPhase
   from step_timing import fit_phase, run_steps  # pylint: disable=g-import-not-at-top  (benchmarks/, this folder)
 
+  if os.environ.get("_LENET_FLAX_POOL") == "1":
+    import flax.linen as nn
+    from jaxad.models import lenet
+    lenet._pool = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))  # pylint: disable=protected-access
   config = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", config_name))
   mesh = parallel.make_mesh()
   x = np.random.default_rng(0).uniform(size=(512, 32, 32, 3)).astype(np.float32)
@@ -81,7 +89,8 @@ def main():
     for r in range(args.rounds):
       order = variants[r % len(variants):] + variants[:r % len(variants)]  # rotate: no variant always runs first
       for name in order:
-        env = dict(os.environ, XLA_FLAGS=VARIANTS[name], JAXAD_XLA_CPU_DEFAULTS="0")
+        env = dict(os.environ, XLA_FLAGS=VARIANTS[name], JAXAD_XLA_CPU_DEFAULTS="0",
+                   _LENET_FLAX_POOL="1" if name == FLAX_POOL else "0")
         load = os.getloadavg()[0]
         proc = subprocess.run([sys.executable, __file__, "--_child", config, str(args.steps)], env=env,
                               capture_output=True, text=True, check=True)
