@@ -444,12 +444,7 @@ def main(argv=None):
       traceback.print_exc()
     gc.collect()
 
-  results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-  results["machine"]["load_avg_at_end"] = list(os.getloadavg())
-  results["wall_s"] = time.perf_counter() - t_start
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump(results, f, indent=2)
+  measure.write_results(results, args.out, t_start)
   table = markdown(results)
   md = args.md or os.path.splitext(args.out)[0] + ".md"
   with open(md, "w") as f:

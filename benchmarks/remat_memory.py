@@ -37,28 +37,15 @@ CPU_COMPILE_OPTIONS = {"xla_disable_hlo_passes": "cse_barrier_expander"}
 def measure(method: str, dtype: str, remat: bool, image_size: int) -> dict:
   """Compiles one variant's train step and returns XLA's memory accounting of it (MiB)."""
   import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from jaxad import optim, parallel, train  # pylint: disable=g-import-not-at-top
+  from jaxad import train  # pylint: disable=g-import-not-at-top
   from jaxad.config import load_config  # pylint: disable=g-import-not-at-top
-  from jaxad.methods import get_method  # pylint: disable=g-import-not-at-top
-  from jaxad.methods.base import DataSpec, FitPhase, TrainPhase  # pylint: disable=g-import-not-at-top
-  from step_timing import fit_phase  # pylint: disable=g-import-not-at-top  (benchmarks/, this folder)
+  from step_timing import transfer_step_inputs  # pylint: disable=g-import-not-at-top  (benchmarks/, this folder)
 
-  # data_source=tfds only skips the config's check for stl10.npz: no data is loaded (random images below).
+  # data_source=tfds only skips the config's check for stl10.npz: no data is loaded (random images).
   config = load_config(os.path.join(REPO, "configs", CONFIGS[method]) + ":source=random,data_source=tfds")
   config.model.dtype, config.model.remat = dtype, remat
-  mesh = parallel.make_mesh()
   bs = config.train.batch_size
-  x = np.random.default_rng(0).normal(size=(bs, image_size, image_size, 3)).astype(np.float32)
-  batch = parallel.shard_batch({"image": x, "label": np.repeat(np.int32([0, 1]), bs // 2)}, mesh)
-  built = get_method(config.method)(config, DataSpec(x.shape[1:]))
-  (index, phase), = [(i, p) for i, p in enumerate(built.phases) if isinstance(p, TrainPhase)]
-  outputs = {}
-  for i, p in enumerate(built.phases[:index]):  # 'source': random init and ADIB's theta_0
-    assert isinstance(p, FitPhase), p
-    outputs[p.name] = fit_phase(config, built, i, outputs, x[:8], mesh, batch_size=8)
-  tx = optim.make_optimizer(phase.optim, steps_per_epoch=79)
-  state = parallel.replicate(train.init_state(phase, jax.random.key(0), {"image": x[:1]}, outputs, tx), mesh)
+  phase, state, batch = transfer_step_inputs(config, image_size)
   t0 = time.perf_counter()
   options = CPU_COMPILE_OPTIONS if jax.default_backend() == "cpu" else None
   lowered = jax.jit(train.make_train_step(phase, 79, jax.random.key(1)), donate_argnums=0).lower(state, batch)

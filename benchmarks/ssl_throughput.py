@@ -36,7 +36,6 @@ process's peak resident set (`resource.getrusage`), `baseline_rss_mib` the one b
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -44,7 +43,7 @@ import statistics
 import sys
 import time
 
-from peers.measure import matmul_peak_gflops, rounds_of  # benchmarks/peers, beside this file
+from peers.measure import matmul_peak_gflops, rounds_of, write_results  # benchmarks/peers, beside this file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.join(HERE, "..")
@@ -297,12 +296,7 @@ def main():
     eval_rows["mhrot_over_ssl_passes"] = len(mhrot.COMBINATIONS) / copies
     results["eval"] = eval_rows
 
-  results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-  results["machine"]["load_avg_at_end"] = list(os.getloadavg())
-  results["wall_s"] = time.perf_counter() - t_start
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump(results, f, indent=2)
+  write_results(results, args.out, t_start)
   print(markdown(results))
 
 

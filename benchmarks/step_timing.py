@@ -70,3 +70,29 @@ def fit_phase(config, method, index: int, previous: dict, images: np.ndarray, me
   with tempfile.TemporaryDirectory() as workdir:
     runner = train.Runner(config, workdir, method, {"normal": Source.of(images)}, mesh)
     return runner.fit_phase(method.phases[index], index, previous)
+
+
+def transfer_step_inputs(config, image_size: int):
+  """A transfer config's (ADIB, ADRA, HSC, ...) one training phase, ready to compile on random images:
+  `(phase, state, batch)`, with state replicated and the batch (the config's batch size, half labelled 0 and half
+  1 as normal and OE examples) sharded over `parallel.make_mesh()`.
+
+  The fit phases before it (the 'source' weights, ADIB's theta_0, a center if any) run untimed on 8 of the images.
+  """
+  from jaxad import optim, parallel  # pylint: disable=g-import-not-at-top
+  from jaxad.methods import get_method  # pylint: disable=g-import-not-at-top
+  from jaxad.methods.base import DataSpec, FitPhase, TrainPhase  # pylint: disable=g-import-not-at-top
+
+  mesh = parallel.make_mesh()
+  bs = config.train.batch_size
+  x = np.random.default_rng(0).normal(size=(bs, image_size, image_size, 3)).astype(np.float32)
+  batch = parallel.shard_batch({"image": x, "label": np.repeat(np.int32([0, 1]), bs // 2)}, mesh)
+  built = get_method(config.method)(config, DataSpec(x.shape[1:]))
+  (index, phase), = [(i, p) for i, p in enumerate(built.phases) if isinstance(p, TrainPhase)]
+  outputs = {}
+  for i, p in enumerate(built.phases[:index]):
+    assert isinstance(p, FitPhase), p
+    outputs[p.name] = fit_phase(config, built, i, outputs, x[:8], mesh, batch_size=8)
+  tx = optim.make_optimizer(phase.optim, steps_per_epoch=79)
+  state = parallel.replicate(train.init_state(phase, jax.random.key(0), {"image": x[:1]}, outputs, tx), mesh)
+  return phase, state, batch

@@ -33,30 +33,17 @@ def measure(method: str, steps: int, image_size: int, dtype: str = "float32", re
   baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from jaxad import optim, parallel, train  # pylint: disable=g-import-not-at-top
+  from jaxad import optim, train  # pylint: disable=g-import-not-at-top
   from jaxad.config import load_config  # pylint: disable=g-import-not-at-top
-  from jaxad.methods import get_method  # pylint: disable=g-import-not-at-top
-  from jaxad.methods.base import DataSpec, FitPhase, TrainPhase  # pylint: disable=g-import-not-at-top
   from jaxad.models import count_params  # pylint: disable=g-import-not-at-top
   from remat_memory import CPU_COMPILE_OPTIONS  # pylint: disable=g-import-not-at-top  (benchmarks/, this folder)
-  from step_timing import fit_phase, run_steps  # pylint: disable=g-import-not-at-top  (benchmarks/, this folder)
+  from step_timing import run_steps, transfer_step_inputs  # pylint: disable=g-import-not-at-top  (benchmarks/)
 
   config = load_config(os.path.join(REPO, "configs", CONFIGS[method]))
   config.model.dtype, config.model.remat = dtype, remat
-  mesh = parallel.make_mesh()
   bs = config.train.batch_size
-  x = np.random.default_rng(0).normal(size=(bs, image_size, image_size, 3)).astype(np.float32)
-  batch = parallel.shard_batch({"image": x, "label": np.repeat(np.int32([0, 1]), bs // 2)}, mesh)
-  # No data is loaded (the step never sees the OE set itself: random images above); source=random.
-  built = get_method(config.method)(config, DataSpec(x.shape[1:]))
-  (index, phase), = [(i, p) for i, p in enumerate(built.phases) if isinstance(p, TrainPhase)]
-  outputs = {}
-  for i, p in enumerate(built.phases[:index]):  # not timed: 'source' (weights, ADIB's theta_0), a center if any
-    assert isinstance(p, FitPhase), p
-    outputs[p.name] = fit_phase(config, built, i, outputs, x, mesh, batch_size=bs)
-  tx = optim.make_optimizer(phase.optim, steps_per_epoch=79)
-  state = train.init_state(phase, jax.random.key(0), {"image": x}, outputs, tx)
-  state = parallel.replicate(state, mesh)
+  # No data is loaded (the step never sees the OE set itself: random images); source=random.
+  phase, state, batch = transfer_step_inputs(config, image_size)
   rules = optim.trainable_rules(phase.optim)
   mask = optim.trainable_mask(state.params, rules) if rules else None
   n_trainable = (sum(int(np.size(p)) for p, t in zip(jax.tree.leaves(state.params), jax.tree.leaves(mask)) if t)

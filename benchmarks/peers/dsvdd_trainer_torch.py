@@ -75,16 +75,8 @@ def epoch_times(images: np.ndarray, minmax: tuple[float, float], *, batch_size: 
   opt = torch.optim.Adam(ae.parameters(), lr=lr, weight_decay=weight_decay)
   ae.train()
   for _ in range(ae_epochs):
-    t0, total, n = time.perf_counter(), 0.0, 0
-    for x, _ in loader:
-      opt.zero_grad()
-      x_hat, _ = ae(x)
-      loss = torch.sum((x_hat - x) ** 2, dim=(1, 2, 3)).mean()
-      loss.backward()
-      opt.step()
-      total, n = total + loss.item(), n + 1
-    out["ae_epoch_s"].append(time.perf_counter() - t0)
-    out["ae_loss"] = total / max(n, 1)
+    seconds, out["ae_loss"] = _epoch(loader, opt, lambda x: torch.sum((ae(x)[0] - x) ** 2, dim=(1, 2, 3)).mean())
+    out["ae_epoch_s"].append(seconds)
 
   t0 = time.perf_counter()
   net = lenet_torch.LeNetEncoder()
@@ -99,13 +91,18 @@ def epoch_times(images: np.ndarray, minmax: tuple[float, float], *, batch_size: 
   opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
   net.train()
   for _ in range(epochs):
-    t0, total, n = time.perf_counter(), 0.0, 0
-    for x, _ in loader:
-      opt.zero_grad()
-      loss = torch.sum((net(x) - c) ** 2, dim=1).mean()
-      loss.backward()
-      opt.step()
-      total, n = total + loss.item(), n + 1
-    out["encoder_epoch_s"].append(time.perf_counter() - t0)
-    out["loss"] = total / max(n, 1)
+    seconds, out["loss"] = _epoch(loader, opt, lambda x: torch.sum((net(x) - c) ** 2, dim=1).mean())
+    out["encoder_epoch_s"].append(seconds)
   return out
+
+
+def _epoch(loader, opt, batch_loss) -> tuple[float, float]:
+  """One epoch of the authors' loop (zero_grad, forward, backward, step per batch): (seconds, mean batch loss)."""
+  t0, total, n = time.perf_counter(), 0.0, 0
+  for x, _ in loader:
+    opt.zero_grad()
+    loss = batch_loss(x)
+    loss.backward()
+    opt.step()
+    total, n = total + loss.item(), n + 1
+  return time.perf_counter() - t0, total / max(n, 1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import os
 import resource
 import statistics
@@ -183,3 +184,13 @@ def median_of_kept(values: Sequence[float], kept: Sequence[int]) -> float:
   """
   chosen = [values[i] for i in kept] or list(values)
   return statistics.median(chosen)
+
+
+def write_results(results: dict, out: str, t_start: float) -> None:
+  """Adds the peak RSS, the load at the end and the wall time since `t_start` to `results`; writes it to `out`."""
+  results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  results["machine"]["load_avg_at_end"] = list(os.getloadavg())
+  results["wall_s"] = time.perf_counter() - t_start
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  with open(out, "w") as f:
+    json.dump(results, f, indent=2)
