@@ -15,7 +15,7 @@ from jaxad.errors import ConfigError, UserError
 RESUMABLE_KEYS = frozenset({"data.data_dir", "data.source", "multihost", "log_every_steps",
                             "checkpoint_every_epochs", "eval.batch_size", "model.remat"})
 # `config.sweep` of every config (configs/common.py); a sweep's tasks are written with it (jaxad.sweep).
-SWEEP_DEFAULTS = dict(enabled=False, seeds=())
+SWEEP_DEFAULTS = dict(enabled=False, seeds=(), strategy="auto")
 
 
 def flat_dict(d: Mapping, prefix: str = "") -> dict:

@@ -4,11 +4,20 @@ A task (normal class k, seed s) is exactly the run `python -m jaxad.main` makes 
 `seed=s`: the same sources, data order, keys, phases and evaluators, and its workdir `<workdir>/seed_<s>/class_<k>`
 holds the same files (config.json without the sweep, `checkpoints/<phase>/output`, summary.json, plots), so
 `jaxad.report`, `--mode=eval` and a later separate run treat it as one. What changes is how the tasks train: every
-training phase runs all tasks in one jitted step, `jax.vmap` over a leading task axis of the state (parameters,
-optimizer state, the method's extra state such as centers and radii), of the batch (each task's own images in its
-own order) and of the step key, compiled once for the whole table. (`jax.lax.map` over the tasks instead, one
-task after another inside the program, ran 300x slower than separate runs on XLA:CPU: convolutions inside a loop
-body lose their fast kernels.)
+training phase runs all tasks in one jitted step over a leading task axis of the state (parameters, optimizer
+state, the method's extra state such as centers and radii), of the batch (each task's own images in its own order)
+and of the step key, compiled once for the whole table. `sweep.strategy` says how that step holds the tasks:
+
+* 'vmap': `jax.vmap` of the task's step. A convolution of T tasks becomes one grouped convolution, which
+  accelerators run well and XLA:CPU slowly: the LeNet steps ran at 0.57-0.74x of the unrolled ones' speed per
+  image at T = 4 and 16 (benchmarks/sweep_step.py).
+* 'unroll': the task's step written T times into one program, every task its own convolutions: on XLA:CPU as fast
+  per image as a separate run, for a compilation that grows with T (37 s for the LeNet AE step at T = 16 on 2
+  cores, against 3 s vmapped).
+* 'auto' (default): 'unroll' on CPU, 'vmap' on GPU and TPU.
+
+(`jax.lax.map` over the tasks, one after another inside a loop, ran 300x slower than separate runs on XLA:CPU:
+convolutions inside a loop body lose their fast kernels.)
 
 Fit phases (centers, source weights) and evaluation run per task on the host, cheap next to training, with one
 compilation shared by all tasks: a method's functions depend only on the config and the data's shape, which the
@@ -171,10 +180,26 @@ def _train_phase(config, workdir: str, phase: TrainPhase, ordinal: int, tasks, s
           for t in range(len(tasks))]
 
 
+def tasks_step(keyed_step, strategy: str, n_tasks: int):
+  """`(state, batch, key_data) -> (state, metrics)` on a leading task axis of each, from one task's keyed step
+  (`train.make_keyed_train_step`); `strategy` as `sweep.strategy` (module docstring)."""
+  def one(s, b, k):
+    return keyed_step(s, b, jax.random.wrap_key_data(k))
+
+  if strategy == "auto":
+    strategy = "unroll" if jax.default_backend() == "cpu" else "vmap"
+  if strategy == "vmap":
+    return jax.vmap(one)
+
+  def unrolled(s, b, k):
+    outs = [one(*jax.tree.map(lambda x, t=t: x[t], (s, b, k))) for t in range(n_tasks)]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+  return unrolled
+
+
 def _loop(config, phase: TrainPhase, batches, state, step_keys, ckpt, mesh, stop, dirs, start: int):
   spe, total, n_tasks = batches[0].steps_per_epoch, len(batches[0]), len(batches)
-  keyed = train.make_keyed_train_step(phase, spe)
-  step = jax.vmap(lambda s, b, k: keyed(s, b, jax.random.wrap_key_data(k)))
+  step = tasks_step(train.make_keyed_train_step(phase, spe), config.sweep.strategy, n_tasks)
   tasks_sharded = NamedSharding(mesh, P(None, "data"))  # [T, B, ...]: every task's rows split over the devices
   step_fn = jax.jit(step, in_shardings=(parallel.replicated(mesh), tasks_sharded, parallel.replicated(mesh)),
                     out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)), donate_argnums=0)

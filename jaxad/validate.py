@@ -208,7 +208,7 @@ def _check_run_keys(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_sweep(config: ml_collections.ConfigDict) -> None:
-  """`sweep.*` (jaxad.sweep): a bool and distinct valid seeds."""
+  """`sweep.*` (jaxad.sweep): a bool, distinct valid seeds and a known strategy."""
   sweep = config.get("sweep")
   if sweep is None:
     return
@@ -222,6 +222,10 @@ def _check_sweep(config: ml_collections.ConfigDict) -> None:
   if len(set(seeds)) != len(seeds):
     raise _error("sweep.seeds", seeds, "distinct seeds (each task writes to seed_<s>/class_<k>)",
                  "list each seed once")
+  strategy = sweep.get("strategy", "auto")
+  if strategy not in ("auto", "vmap", "unroll"):
+    raise _error("sweep.strategy", strategy, "'auto', 'vmap' or 'unroll'",
+                 "set --config.sweep.strategy=auto (unrolled tasks on CPU, vmap on GPU/TPU)", problem="not valid")
 
 
 def _check_method(config: ml_collections.ConfigDict) -> None:
