@@ -1,8 +1,8 @@
 """Layers shared by jaxad's model families.
 
-`BatchNorm` is torch.nn.BatchNorm2d in flax: every family whose reference code is PyTorch (LeNet, ResNet26, WRN,
-DenseNet, ResNet-152, the MOCCA AEs, the face CNN) uses it, so converted weights, running statistics and
-training runs match the reference.
+`BatchNorm` is torch.nn.BatchNorm2d in flax, which every family uses (LeNet, ResNet26, WRN, DenseNet, ResNet-152,
+Inception with `use_scale=False` for Keras' weights, the MOCCA AEs, the face CNN), so converted weights, running
+statistics and training runs match the reference. `max_pool_2x2` is the LeNets' F.max_pool2d(2, 2).
 """
 
 from typing import Any
@@ -18,10 +18,11 @@ class BatchNorm(nn.Module):
   Why not `flax.linen.BatchNorm`: both normalise a training batch with the biased batch variance, but PyTorch
   updates `running_var` with the *unbiased* variance (times n / (n - 1), n = elements per channel) while flax uses
   the biased one. Converted PyTorch weights and the reference training runs need the PyTorch rule, so this module
-  implements it. The batch variance is two-pass, mean((x - mean)^2), as PyTorch's: flax's default
-  E[x^2] - E[x]^2 loses float32 digits to cancellation where a channel's mean is large against its spread. Variable names and collections are those of flax's BatchNorm (params `scale`, `bias`; batch_stats
-  `mean`, `var`), so the rest of jaxad treats both alike. The statistics reduce over all axes but the last; under
-  `jit` with a sharded batch they are global-batch statistics.
+  implements it. The batch variance is two-pass, mean((x - mean)^2), as PyTorch's: flax's default E[x^2] - E[x]^2
+  loses float32 digits to cancellation where a channel's mean is large against its spread. Variable names and
+  collections are those of flax's BatchNorm (params `scale`, `bias`; batch_stats `mean`, `var`), so the rest of
+  jaxad treats both alike. The statistics reduce over all axes but the last; under `jit` with a sharded batch they
+  are global-batch statistics.
 
   Attributes:
     momentum: flax convention, new_stat = momentum * stat + (1 - momentum) * batch_stat; PyTorch's momentum 0.1 is
