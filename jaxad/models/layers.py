@@ -1,8 +1,9 @@
 """Layers shared by jaxad's model families.
 
-`BatchNorm` is torch.nn.BatchNorm2d in flax, which every family uses (LeNet, ResNet26, WRN, DenseNet, ResNet-152,
-Inception with `use_scale=False` for Keras' weights, the MOCCA AEs, the face CNN), so converted weights, running
-statistics and training runs match the reference. `max_pool_2x2` is the LeNets' F.max_pool2d(2, 2).
+`BatchNorm` is torch.nn.BatchNorm2d in flax, which every family with batch norm uses (LeNet, ResNet26, WRN,
+DenseNet, ResNet-152, Inception with `use_scale=False` for Keras' weights, the MOCCA AEs, the face CNN), so
+converted weights, running statistics and training runs match the reference. `max_pool_2x2` is the LeNets'
+F.max_pool2d(2, 2).
 """
 
 from typing import Any
