@@ -51,6 +51,7 @@ from jaxad.data.examples import device_fields
 from jaxad.errors import ConfigError, Preempted, TrainingError
 from jaxad.methods.base import DataSpec, FitContext, FitPhase, Output, TrainPhase
 
+_log = train._log  # pylint: disable=protected-access  (one "[jaxad] ..." line format, process 0 only)
 
 
 def tasks_of(config: ml_collections.ConfigDict) -> list[tuple[int, int]]:
@@ -116,7 +117,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, mode: str = "t
           if output_exists(out_dirs[t]):
             outputs[t][phase.name] = restore_output(out_dirs[t])
             continue
-          ctx = FitContext(previous=dict(outputs[t]), sources=sources, rng=_fit_key(seed, index), workdir=dirs[t],
+          ctx = FitContext(previous=dict(outputs[t]), sources=sources, rng=train.fit_key(seed, index), workdir=dirs[t],
                            predict=lambda fn, v, src, s=sources: predict(fn, v, s[src] if isinstance(src, str) else src))
           _save(out_dirs[t], task_method.phases[index].fit(ctx), configs[t], outputs[t], phase.name)
       else:
@@ -139,10 +140,6 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, mode: str = "t
   return summary
 
 
-def _fit_key(seed: int, index: int) -> jax.Array:
-  return jax.random.fold_in(jax.random.key(seed), 1000 + index)  # as jaxad.train.Runner.fit_phase
-
-
 def _save(out_dir: str, out: Output, config, outputs: dict[str, Output], name: str) -> None:
   save_output(out_dir, out, config=json.loads(config.to_json()))
   outputs[name] = restore_output(out_dir)  # the saved copy, as a separate run continues from
@@ -151,9 +148,7 @@ def _save(out_dir: str, out: Output, config, outputs: dict[str, Output], name: s
 def _train_phase(config, workdir: str, phase: TrainPhase, ordinal: int, tasks, sources_list, outputs, mesh,
                  stop: train.StopRequests, dirs) -> list[Output]:
   """One training phase for every task at once; returns each task's final `Output`."""
-  batches = [pipeline.TrainBatches(sources, phase.mix, seed=seed * 1000 + ordinal, num_epochs=phase.optim.epochs,
-                                   drop_remainder=phase.drop_remainder)
-             for (_, seed), sources in zip(tasks, sources_list)]
+  batches = [train.train_batches(sources, phase, seed, ordinal) for (_, seed), sources in zip(tasks, sources_list)]
   shapes = {(b.steps_per_epoch, len(b)) for b in batches}
   if len(shapes) > 1:
     raise ConfigError(f"sweep: phase {phase.name!r} has a different number of steps per task (steps per epoch, "
@@ -161,7 +156,7 @@ def _train_phase(config, workdir: str, phase: TrainPhase, ordinal: int, tasks, s
                       "together: run them separately, or set data.train_limit to equalise them.")
   spe, total = batches[0].steps_per_epoch, len(batches[0])
   tx = optim.make_optimizer(phase.optim, spe)
-  keys = [jax.random.fold_in(jax.random.key(seed), ordinal) for _, seed in tasks]  # as Runner.train_phase
+  keys = [train.phase_key(seed, ordinal) for _, seed in tasks]
   states = [train.init_state(phase, key, jax.tree.map(jnp.asarray, device_fields(b[0])), previous, tx)
             for key, b, previous in zip(keys, batches, outputs)]
   state = parallel.replicate(jax.tree.map(lambda *xs: jnp.stack(xs), *states), mesh)
@@ -252,8 +247,7 @@ def _loop(config, phase: TrainPhase, batches, state, step_keys, ckpt, mesh, stop
 
 def _write_results(workdir: str, tasks, summaries, timings) -> None:
   """sweep.json (every task's summary, the phases' wall times) and results.md (mean +- std over seeds per class)."""
-  record = {"tasks": [{"class": k, "seed": s, "summary": r} for (k, s), r in zip(tasks,
-                                                                                                       summaries)],
+  record = {"tasks": [{"class": k, "seed": s, "summary": r} for (k, s), r in zip(tasks, summaries)],
             "seconds": timings, "devices": jax.device_count(), "platform": jax.default_backend()}
   with files.atomic_open(os.path.join(workdir, "sweep.json")) as f:
     json.dump(record, f, indent=2, sort_keys=True)
@@ -278,7 +272,3 @@ def results_table(tasks, summaries: list[Mapping[str, float]]) -> str:
   lines.append("| **mean** | " + " | ".join(f"**{np.mean([r[c] for r in summaries]):.3f}**" for c in cols) + " |")
   return "\n".join(lines)
 
-
-def _log(msg: str) -> None:
-  if jax.process_index() == 0:
-    print(f"[jaxad] {msg}", file=sys.stderr, flush=True)

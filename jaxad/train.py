@@ -61,6 +61,22 @@ class TrainState(flax.struct.PyTreeNode):
     return Output(self.variables, self.extra)
 
 
+def fit_key(seed: int, index: int) -> jax.Array:
+  """The rng of fit phase `index` (its position among all phases) of a run with `seed`."""
+  return jax.random.fold_in(jax.random.key(seed), 1000 + index)
+
+
+def phase_key(seed: int, ordinal: int) -> jax.Array:
+  """The rng of training phase `ordinal` (0 for the first training phase): its init, then its step key."""
+  return jax.random.fold_in(jax.random.key(seed), ordinal)
+
+
+def train_batches(sources, phase: TrainPhase, seed: int, ordinal: int) -> pipeline.TrainBatches:
+  """Training phase `ordinal`'s batches, in the order a run with `seed` sees them."""
+  return pipeline.TrainBatches(sources, phase.mix, seed=seed * 1000 + ordinal, num_epochs=phase.optim.epochs,
+                               drop_remainder=phase.drop_remainder)
+
+
 def make_train_step(phase: TrainPhase, steps_per_epoch: int, step_key: jax.Array) -> Callable:
   """A pure `(state, batch) -> (state, metrics)` for one training phase; step `t` draws its randomness from
   `fold_in(step_key, t)`.
@@ -154,7 +170,7 @@ class Runner:
     return outputs
 
   def fit_phase(self, phase: FitPhase, index: int, previous: Mapping[str, Output]) -> Output:
-    rng = jax.random.fold_in(jax.random.key(self.config.seed), 1000 + index)
+    rng = fit_key(self.config.seed, index)
     _log(f"{phase.name}: fitting.")
     predict = lambda fn, variables, source: self.predict(
         fn, variables, self.sources[source] if isinstance(source, str) else source)
@@ -163,11 +179,10 @@ class Runner:
 
   def train_phase(self, phase: TrainPhase, ordinal: int, previous: Mapping[str, Output]) -> Output:
     config, mesh = self.config, self.mesh
-    batches = pipeline.TrainBatches(self.sources, phase.mix, seed=config.seed * 1000 + ordinal,
-                                    num_epochs=phase.optim.epochs, drop_remainder=phase.drop_remainder)
+    batches = train_batches(self.sources, phase, config.seed, ordinal)
     spe, total = batches.steps_per_epoch, len(batches)
     tx = optim.make_optimizer(phase.optim, spe)
-    rng = jax.random.fold_in(jax.random.key(config.seed), ordinal)
+    rng = phase_key(config.seed, ordinal)
     sample = jax.tree.map(jnp.asarray, device_fields(batches[0]))
     state = parallel.replicate(init_state(phase, rng, sample, previous, tx), mesh)
     ckpt = Checkpointer(os.path.join(self.phase_dir(phase.name), "steps"), config=self._config_dict)
