@@ -37,6 +37,9 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from helpers import CORRUPTIONS  # pylint: disable=g-import-not-at-top,wrong-import-position  (the tests' damage kinds)
+
 ARGS = ["--config=configs/quickstart.py:normal_class=0", "--config.pretrain.epochs=10", "--config.train.epochs=6",
         "--config.pretrain.schedule_kwargs.milestones=(8,)", "--config.train.schedule_kwargs.milestones=(4,)",
         "--config.checkpoint_every_epochs=1", "--config.log_every_steps=1"]
@@ -110,43 +113,6 @@ def kill_trial(kind, sig, step, reference, tmp) -> dict:
   shutil.rmtree(workdir, ignore_errors=True)
   return {"kind": kind, "at_step": step, "clear": bool(clear), "identical": bool(same), "lost": bool(lost),
           "exit": proc.returncode, "resume_exit": code, "resume_tail": err2[-300:] if code else ""}
-
-
-def _biggest(folder):
-  files = [os.path.join(r, n) for r, _, ns in os.walk(folder) for n in ns if not n.startswith("jaxad_")]
-  return max(files, key=os.path.getsize)
-
-
-def flip_byte(folder):
-  path = _biggest(folder)
-  with open(path, "r+b") as f:
-    f.seek(os.path.getsize(path) // 2)
-    b = f.read(1)
-    f.seek(-1, 1)
-    f.write(bytes([b[0] ^ 0xFF]))
-
-
-def truncate(folder):
-  path = _biggest(folder)
-  os.truncate(path, os.path.getsize(path) // 2)
-
-
-def delete_file(folder):
-  os.remove(_biggest(folder))
-
-
-def delete_array_folder(folder):
-  shutil.rmtree(next(os.path.join(folder, d) for d in sorted(os.listdir(folder))
-                     if os.path.isdir(os.path.join(folder, d))))
-
-
-def garble_manifest(folder):
-  with open(os.path.join(folder, "jaxad_manifest.json"), "r+b") as f:
-    f.write(b"\x00garbage")
-
-
-CORRUPTIONS = {"flipped_byte": flip_byte, "truncated_file": truncate, "deleted_file": delete_file,
-               "deleted_array_folder": delete_array_folder, "garbled_manifest": garble_manifest}
 
 
 def corrupt_trial(way, ref_dir, reference, tmp) -> dict:

@@ -25,6 +25,7 @@ import sys
 import tempfile
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -112,13 +113,24 @@ def _has_manifest(folder: str) -> bool:
 
 
 def move_aside(src: str, dst: str) -> str:
-  """Renames `src` to `dst` (or `dst-2`, `dst-3`, ... when taken); returns the new path. Nothing is deleted."""
-  target, n = dst, 1
-  while os.path.lexists(target):
-    n += 1
-    target = f"{dst}-{n}"
-  os.rename(src, target)
-  return target
+  """Renames `src` to `dst` (or `dst-2`, `dst-3`, ... when taken); returns the new path. Nothing is deleted.
+
+  Every process of a multi-host job reaches the same verdict on the shared workdir and calls this for the same
+  folder. Only process 0 renames, and only once every process has arrived (so none is still reading `src`); the
+  others wait for the rename. Renaming in each process would race: the second rename finds `src` gone.
+  """
+  numbered = lambda n: dst if n == 1 else f"{dst}-{n}"
+  n = 1
+  if jax.process_index() == 0:
+    while os.path.lexists(numbered(n)):
+      n += 1
+  if jax.process_count() > 1:  # a collective: it returns once every process is here, with process 0's n
+    n = int(multihost_utils.broadcast_one_to_all(np.int32(n)))
+  if jax.process_index() == 0:
+    os.rename(src, numbered(n))
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"jaxad: {src} moved aside")
+  return numbered(n)
 
 
 class Checkpointer:

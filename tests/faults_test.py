@@ -17,7 +17,7 @@ import signal
 import numpy as np
 import pytest
 
-from helpers import REPO, jaxad_main_in_process
+from helpers import CORRUPTIONS, REPO, flip_byte, jaxad_main_in_process, truncate
 
 QUICK = "--config=configs/quickstart.py:normal_class=0,runlocal=True"
 CIFAR = "--config=configs/mocca_cifar10.py:normal_class=3,runlocal=True"
@@ -225,36 +225,6 @@ def steps_of(workdir, phase="train"):
   return d, sorted(int(p.name) for p in d.iterdir() if p.name.isdigit())
 
 
-def biggest_file(folder):
-  files = [os.path.join(r, n) for r, _, ns in os.walk(folder) for n in ns if not n.startswith("jaxad_")]
-  return max(files, key=os.path.getsize)
-
-
-def flip_byte(folder):
-  path = biggest_file(folder)
-  with open(path, "r+b") as f:
-    f.seek(os.path.getsize(path) // 2)
-    b = f.read(1)
-    f.seek(-1, 1)
-    f.write(bytes([b[0] ^ 0xFF]))
-
-
-def truncate(folder):
-  path = biggest_file(folder)
-  with open(path, "r+b") as f:
-    f.truncate(os.path.getsize(path) // 2)
-
-
-def delete_file(folder):
-  os.remove(biggest_file(folder))
-
-
-def delete_manifest_target(folder):
-  shutil.rmtree(next(os.path.join(folder, d) for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d))))
-
-
-CORRUPTIONS = {"flipped_byte": flip_byte, "truncated_file": truncate, "deleted_file": delete_file,
-               "deleted_array_folder": delete_manifest_target}
 kinds(*(f"corrupt_latest_step_{k}" for k in CORRUPTIONS), "corrupt_phase_output", "corrupt_best_weights",
       "all_steps_corrupt")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -141,3 +142,43 @@ def moving_square(n, *, seed=0, h=24, w=48, side=6, speed=3, noise=2.0):
   frames = background + rng.normal(0, noise, (n, h, w, 3))
   frames[truth] = (250, 250, 40)
   return np.clip(np.rint(frames), 0, 255).astype(np.uint8), truth, background
+
+
+# --- damage to a checkpoint folder (tests/faults_test.py, tests/multihost_test.py, benchmarks/fault_injection.py) ---
+
+def biggest_file(folder: str) -> str:
+  """The largest data file under `folder` (jaxad's own manifest and config files excluded)."""
+  files = [os.path.join(r, n) for r, _, ns in os.walk(folder) for n in ns if not n.startswith("jaxad_")]
+  return max(files, key=os.path.getsize)
+
+
+def flip_byte(folder: str) -> None:
+  path = biggest_file(folder)
+  with open(path, "r+b") as f:
+    f.seek(os.path.getsize(path) // 2)
+    b = f.read(1)
+    f.seek(-1, 1)
+    f.write(bytes([b[0] ^ 0xFF]))
+
+
+def truncate(folder: str) -> None:
+  path = biggest_file(folder)
+  os.truncate(path, os.path.getsize(path) // 2)
+
+
+def delete_file(folder: str) -> None:
+  os.remove(biggest_file(folder))
+
+
+def delete_array_folder(folder: str) -> None:
+  shutil.rmtree(next(os.path.join(folder, d) for d in sorted(os.listdir(folder))
+                     if os.path.isdir(os.path.join(folder, d))))
+
+
+def garble_manifest(folder: str) -> None:
+  with open(os.path.join(folder, "jaxad_manifest.json"), "r+b") as f:
+    f.write(b"\x00garbage")
+
+
+CORRUPTIONS = {"flipped_byte": flip_byte, "truncated_file": truncate, "deleted_file": delete_file,
+               "deleted_array_folder": delete_array_folder, "garbled_manifest": garble_manifest}

@@ -18,9 +18,10 @@ import time
 import numpy as np
 import pytest
 
-from helpers import REPO  # pylint: disable=g-bad-import-order
+from helpers import REPO, flip_byte  # pylint: disable=g-bad-import-order
 
 CONFIG = "configs/quickstart.py:normal_class=0,runlocal"  # digits class 0: 2 + 2 epochs of 2 steps, batch 32
+EVERY_EPOCH = "--config.checkpoint_every_epochs=1"  # two steps kept per phase: a damaged newest one has a fallback
 COORDINATES = ("JAX_COORDINATOR_ADDRESS", "JAXAD_NUM_PROCESSES", "JAXAD_PROCESS_ID")
 
 # sitecustomize.py for the Pythons the test starts (PYTHONPATH): in `python -m jaxad.main` processes only (not the
@@ -165,11 +166,12 @@ def _outputs(workdir):
 def test_two_processes_read_their_own_rows_and_match_one_process(tmp_path, data_dir):
   t0 = time.perf_counter()
   single_dir, multi_dir = tmp_path / "single", tmp_path / "multi"
-  _run([sys.executable, "-m", "jaxad.main", f"--config={CONFIG}", f"--workdir={single_dir}"],
+  _run([sys.executable, "-m", "jaxad.main", f"--config={CONFIG}", f"--workdir={single_dir}", EVERY_EPOCH],
        _env(tmp_path, single_dir, data_dir))
   t_single = time.perf_counter() - t0
   # The command launch/README.md documents: 2 processes, --config.multihost=True, the coordinator on a free port.
-  _run(["bash", "launch/cpu_processes.sh", "2", CONFIG, str(multi_dir)], _env(tmp_path, multi_dir, data_dir))
+  _run(["bash", "launch/cpu_processes.sh", "2", CONFIG, str(multi_dir), EVERY_EPOCH],
+       _env(tmp_path, multi_dir, data_dir))
   print(f"one process {t_single:.1f} s, two processes {time.perf_counter() - t0 - t_single:.1f} s")
 
   records = {name: json.loads((tmp_path / f"record_{name}.json").read_text()) for name in ("single", "0", "1")}
@@ -221,6 +223,22 @@ def test_two_processes_read_their_own_rows_and_match_one_process(tmp_path, data_
   for r1, r2 in zip(m1, m2):  # the loss and the other metrics of every logged step (as the scores: 1e-5, floor
     assert r1.keys() == r2.keys()  # 1e-6); not the throughput
     assert all(r2[k] == pytest.approx(v, rel=1e-5, abs=1e-6) for k, v in r1.items() if k not in ("stage", "img_per_s")), (r1, r2)
+
+  # Damage the finished run: the train phase's output and its newest step. Both processes find the damage; process 0
+  # alone moves each folder aside, once, and the run resumes from the step before to the same results.
+  train_dir = multi_dir / "checkpoints" / "train"
+  steps = sorted(int(p.name) for p in (train_dir / "steps").iterdir() if p.name.isdigit())
+  assert len(steps) == 2, steps
+  flip_byte(str(train_dir / "output"))
+  flip_byte(str(train_dir / "steps" / str(steps[-1])))
+  _, err = _run(["bash", "launch/cpu_processes.sh", "2", CONFIG, str(multi_dir), EVERY_EPOCH],
+                _env(tmp_path, multi_dir, data_dir))
+  assert err.count("moved it aside") == 2, err[-3000:]  # one line each, from process 0
+  assert sorted(p.name for p in train_dir.iterdir()) == ["output", "output-corrupt", "steps"]
+  assert sorted(p.name for p in (train_dir / "steps").iterdir() if not p.name.isdigit()) == [f"corrupt-{steps[-1]}"]
+  moves = [w for w in json.loads((tmp_path / "record_1.json").read_text())["writes"] if "corrupt" in w]
+  assert moves == [], moves  # process 1 renamed nothing
+  assert json.loads((multi_dir / "summary.json").read_text()) == s2
 
 
 def _leaves(tree):
