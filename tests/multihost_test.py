@@ -115,8 +115,26 @@ def _install():
       json.dump(record, f)
 
 
+def _fail_at_save():
+  # JAXAD_TEST_FAIL_AT_SAVE="P:N": process P raises in its N-th checkpoint save, while the others go on to a step
+  # that needs it.
+  process, nth = os.environ["JAXAD_TEST_FAIL_AT_SAVE"].split(":")
+  if os.environ.get("JAXAD_PROCESS_ID") != process:
+    return
+  from jaxad import checkpoint
+  real_save, saves = checkpoint.Checkpointer.save, [0]
+  def save(self, state):
+    saves[0] += 1
+    if saves[0] == int(nth):
+      raise RuntimeError("injected failure")
+    return real_save(self, state)
+  checkpoint.Checkpointer.save = save
+
+
 if sys.orig_argv[1:3] == ["-m", "jaxad.main"]:
   _install()
+  if "JAXAD_TEST_FAIL_AT_SAVE" in os.environ:
+    _fail_at_save()
 '''
 
 
@@ -244,6 +262,20 @@ def test_two_processes_read_their_own_rows_and_match_one_process(tmp_path, data_
 def _leaves(tree):
   import jax  # pylint: disable=g-import-not-at-top
   return [(jax.tree_util.keystr(p), np.asarray(x)) for p, x in jax.tree_util.tree_leaves_with_path(tree)]
+
+
+def test_a_failed_process_ends_the_job_at_once(tmp_path, data_dir):
+  # Process 1 raises in its second checkpoint save; process 0 waits for it in the next collective. JAX's exit barrier
+  # would hold process 1 for 5 minutes; jaxad.main ends it at once, so the launcher stops process 0 and returns.
+  workdir = tmp_path / "w"
+  env = {**_env(tmp_path, workdir, data_dir), "JAXAD_TEST_FAIL_AT_SAVE": "1:2"}
+  t0 = time.perf_counter()
+  proc = subprocess.run(["bash", "launch/cpu_processes.sh", "2", CONFIG, str(workdir), EVERY_EPOCH], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  assert "RuntimeError: injected failure" in proc.stderr
+  assert time.perf_counter() - t0 < 120  # the whole run takes ~20 s; JAX's barrier alone would be 300 s
+  assert [p.name for p in (workdir / "checkpoints" / "pretrain" / "steps").iterdir()] == ["2"]  # the first save
 
 
 @pytest.mark.parametrize("env,message", [
