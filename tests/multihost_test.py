@@ -150,7 +150,7 @@ def _env(tmp_path, workdir, data_dir):
   return env
 
 
-def _run(cmd, env, timeout=300):  # a guard against a hang, far above the ~15 s of CPU a run takes
+def _run(cmd, env, timeout=300, expect=0):  # a guard against a hang, far above the ~15 s of CPU a run takes
   """Runs `cmd` in its own process group; on a timeout the whole group (every JAX process) is killed."""
   proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           start_new_session=True)
@@ -160,7 +160,7 @@ def _run(cmd, env, timeout=300):  # a guard against a hang, far above the ~15 s 
     os.killpg(proc.pid, signal.SIGKILL)
     out, err = proc.communicate()
     pytest.fail(f"{cmd} did not finish in {timeout} s:\n{err[-3000:]}")
-  assert proc.returncode == 0, err[-5000:]
+  assert proc.returncode == expect, err[-5000:]
   return out, err
 
 
@@ -270,12 +270,11 @@ def test_a_failed_process_ends_the_job_at_once(tmp_path, data_dir):
   workdir = tmp_path / "w"
   env = {**_env(tmp_path, workdir, data_dir), "JAXAD_TEST_FAIL_AT_SAVE": "1:2"}
   t0 = time.perf_counter()
-  proc = subprocess.run(["bash", "launch/cpu_processes.sh", "2", CONFIG, str(workdir), EVERY_EPOCH], cwd=REPO,
-                        env=env, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 1, proc.stderr[-3000:]
-  assert "RuntimeError: injected failure" in proc.stderr
+  _, err = _run(["bash", "launch/cpu_processes.sh", "2", CONFIG, str(workdir), EVERY_EPOCH], env, expect=1)
+  assert "RuntimeError: injected failure" in err
   assert time.perf_counter() - t0 < 120  # the whole run takes ~20 s; JAX's barrier alone would be 300 s
-  assert [p.name for p in (workdir / "checkpoints" / "pretrain" / "steps").iterdir()] == ["2"]  # the first save
+  steps = [p.name for p in (workdir / "checkpoints" / "pretrain" / "steps").iterdir() if p.name.isdigit()]
+  assert steps == ["2"], steps  # the first save is kept
 
 
 @pytest.mark.parametrize("env,message", [
