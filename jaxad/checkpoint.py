@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import tempfile
 
 import jax
@@ -29,7 +28,7 @@ from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxad import files
+from jaxad import files, parallel
 from jaxad.errors import UserError
 
 _FIELDS = ("step", "params", "batch_stats", "opt_state", "extra", "loss_sum", "best")
@@ -39,9 +38,6 @@ CONFIG_FILE = "jaxad_config.json"
 _MANIFEST_FORMAT = "jaxad-checkpoint-manifest/1"
 
 
-def _log(msg: str) -> None:
-  if jax.process_index() == 0:
-    print(f"[jaxad] {msg}", file=sys.stderr, flush=True)
 
 
 def _sha256(path: str) -> str:
@@ -178,7 +174,7 @@ class Checkpointer:
 
   def _set_aside(self, step: int, why: str) -> str:
     moved = move_aside(self._step_dir(step), os.path.join(self.directory, f"corrupt-{step}"))
-    _log(f"checkpoint step {step} in {self.directory} is corrupt ({why}); moved it aside to {moved}.")
+    parallel.log(f"checkpoint step {step} in {self.directory} is corrupt ({why}); moved it aside to {moved}.")
     self._manager.reload()  # forget the moved step: latest_step() is then the next newest
     return moved
 
@@ -309,7 +305,7 @@ def restore_output(directory: str):
         to_host = lambda t: jax.tree.map(np.asarray, t)
         return Output(to_host(tree["variables"]), to_host(tree.get("extra", {})))
   moved = move_aside(directory, directory + "-corrupt")
-  _log(f"phase output {directory} is corrupt ({why}); moved it aside to {moved}.")
+  parallel.log(f"phase output {directory} is corrupt ({why}); moved it aside to {moved}.")
   raise UserError(f"The phase output in {directory} was corrupt ({why}) and was moved aside to {moved} (nothing was "
                   "deleted). Run the same command with --mode=train: that phase will be redone (from its latest intact "
                   "checkpoint).")

@@ -10,6 +10,7 @@ gets scores back whole (`to_host`). tests/multihost_test.py checks 2 processes a
 from __future__ import annotations
 
 import os
+import sys
 
 import jax
 import numpy as np
@@ -117,3 +118,9 @@ def to_host(x) -> np.ndarray:
   if jax.process_count() > 1:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
   return np.asarray(x)
+
+
+def log(msg: str) -> None:
+  """One "[jaxad] ..." progress line on stderr, from process 0 only (every process of a multi-host job calls it)."""
+  if jax.process_index() == 0:
+    print(f"[jaxad] {msg}", file=sys.stderr, flush=True)

@@ -51,8 +51,6 @@ from jaxad.data.examples import device_fields
 from jaxad.errors import ConfigError, Preempted, TrainingError
 from jaxad.methods.base import DataSpec, FitContext, FitPhase, Output, TrainPhase
 
-_log = train._log  # pylint: disable=protected-access  (one "[jaxad] ..." line format, process 0 only)
-
 
 def tasks_of(config: ml_collections.ConfigDict) -> list[tuple[int, int]]:
   """The sweep's (normal class, seed) pairs: `data.normal_classes` (or `data.normal_class`) x `sweep.seeds` (or
@@ -117,7 +115,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, mode: str = "t
           if output_exists(out_dirs[t]):
             outputs[t][phase.name] = restore_output(out_dirs[t])
             continue
-          ctx = FitContext(previous=dict(outputs[t]), sources=sources, rng=train.fit_key(seed, index), workdir=dirs[t],
+          ctx = FitContext(previous=dict(outputs[t]), sources=sources, rng=train.fit_key(seed, index),
+                           workdir=dirs[t],
                            predict=lambda fn, v, src, s=sources: predict(fn, v, s[src] if isinstance(src, str) else src))
           _save(out_dirs[t], task_method.phases[index].fit(ctx), configs[t], outputs[t], phase.name)
       else:
@@ -127,7 +126,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, mode: str = "t
           _save(out_dirs[t], out, configs[t], outputs[t], phase.name)
       timings[phase.name] = time.perf_counter() - t0
       if stop.signum is not None:
-        _log(f"{phase.name}: stopped by {stop.name} after the phase finished; the same command resumes from there.")
+        parallel.log(f"{phase.name}: stopped by {stop.name} after the phase finished; the same command resumes from "
+                     "there.")
         raise Preempted(stop.signum)
     ordinal += isinstance(phase, TrainPhase)
   t0 = time.perf_counter()
@@ -160,11 +160,11 @@ def _train_phase(config, workdir: str, phase: TrainPhase, ordinal: int, tasks, s
   states = [train.init_state(phase, key, jax.tree.map(jnp.asarray, device_fields(b[0])), previous, tx)
             for key, b, previous in zip(keys, batches, outputs)]
   state = parallel.replicate(jax.tree.map(lambda *xs: jnp.stack(xs), *states), mesh)
-  step_keys = jnp.stack([jax.random.key_data(jax.random.fold_in(k, train._STEP_KEY_TAG)) for k in keys])  # pylint: disable=protected-access
+  step_keys = jnp.stack([jax.random.key_data(train.step_key(k)) for k in keys])
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints", phase.name, "steps"), config=json.loads(config.to_json()))
   if ckpt.latest_step() is not None:
     state = ckpt.restore(state)
-    _log(f"{phase.name}: resumed all {len(tasks)} tasks from step {int(state.step[0])} of {total}.")
+    parallel.log(f"{phase.name}: resumed all {len(tasks)} tasks from step {int(state.step[0])} of {total}.")
   start = int(state.step[0])
   for d in dirs:
     train._forget_metrics_after(os.path.join(d, "metrics.jsonl"), phase.name, start)  # pylint: disable=protected-access
@@ -237,8 +237,8 @@ def _loop(config, phase: TrainPhase, batches, state, step_keys, ckpt, mesh, stop
       if stopping:
         ckpt.close()
         bar.close()
-        _log(f"{phase.name}: stopped by {stop.name} at step {done} of {total}; saved {ckpt.directory}/{done}. The "
-             "same command resumes from there.")
+        parallel.log(f"{phase.name}: stopped by {stop.name} at step {done} of {total}; saved "
+                     f"{ckpt.directory}/{done}. The same command resumes from there.")
         raise Preempted(stop.signum)
   finally:
     bar.close()

@@ -71,6 +71,11 @@ def phase_key(seed: int, ordinal: int) -> jax.Array:
   return jax.random.fold_in(jax.random.key(seed), ordinal)
 
 
+def step_key(phase_rng: jax.Array) -> jax.Array:
+  """The key a training phase's steps draw from (`make_train_step`), derived from its `phase_key`."""
+  return jax.random.fold_in(phase_rng, _STEP_KEY_TAG)
+
+
 def train_batches(sources, phase: TrainPhase, seed: int, ordinal: int) -> pipeline.TrainBatches:
   """Training phase `ordinal`'s batches, in the order a run with `seed` sees them."""
   return pipeline.TrainBatches(sources, phase.mix, seed=seed * 1000 + ordinal, num_epochs=phase.optim.epochs,
@@ -163,15 +168,15 @@ class Runner:
         save_output(out_dir, out, config=self._config_dict)
         outputs[phase.name] = restore_output(out_dir)  # the saved copy: a resumed run continues from the same bits
         if self.stop.signum is not None:  # a signal during a fit phase (or the last step): its output is the save
-          _log(f"{phase.name}: stopped by {self.stop.name} after the phase finished; saved {out_dir}. The same "
-               "command resumes from there.")
+          parallel.log(f"{phase.name}: stopped by {self.stop.name} after the phase finished; saved {out_dir}. The "
+                       "same command resumes from there.")
           raise Preempted(self.stop.signum)
       train_ordinal += isinstance(phase, TrainPhase)
     return outputs
 
   def fit_phase(self, phase: FitPhase, index: int, previous: Mapping[str, Output]) -> Output:
     rng = fit_key(self.config.seed, index)
-    _log(f"{phase.name}: fitting.")
+    parallel.log(f"{phase.name}: fitting.")
     predict = lambda fn, variables, source: self.predict(
         fn, variables, self.sources[source] if isinstance(source, str) else source)
     return phase.fit(FitContext(previous=dict(previous), sources=self.sources, predict=predict, rng=rng,
@@ -188,11 +193,11 @@ class Runner:
     ckpt = Checkpointer(os.path.join(self.phase_dir(phase.name), "steps"), config=self._config_dict)
     if ckpt.latest_step() is not None:
       state = ckpt.restore(state)
-      _log(f"{phase.name}: resumed from step {int(state.step)} of {total}.")
+      parallel.log(f"{phase.name}: resumed from step {int(state.step)} of {total}.")
     start = int(state.step)
     _forget_metrics_after(os.path.join(self.workdir, "metrics.jsonl"), phase.name, start)
     if start < total:
-      state = self._train_loop(phase, batches, state, ckpt, jax.random.fold_in(rng, _STEP_KEY_TAG), start)
+      state = self._train_loop(phase, batches, state, ckpt, step_key(rng), start)
     ckpt.close()
     if phase.keep == "last":
       return state.output()
@@ -202,8 +207,8 @@ class Runner:
     # The best epoch's weights are gone (moved aside as corrupt, or lost) and the steps cannot bring them back:
     # set the finished steps aside too (nothing is deleted) and train the phase again from its start.
     moved = checkpoint.move_aside(ckpt.directory, ckpt.directory + "-without-best")
-    _log(f"{phase.name}: its best-epoch weights {best} are missing; moved its steps aside to {moved} and trains the "
-         "phase again.")
+    parallel.log(f"{phase.name}: its best-epoch weights {best} are missing; moved its steps aside to {moved} and "
+                 "trains the phase again.")
     return self.train_phase(phase, ordinal, previous)
 
   def _train_loop(self, phase: TrainPhase, batches, state, ckpt, step_key, start):
@@ -248,8 +253,8 @@ class Runner:
         if stopping:  # SIGTERM / SIGINT / a preemption notice: saved at this step boundary, then leave
           ckpt.close()
           bar.close()
-          _log(f"{phase.name}: stopped by {self.stop.name} at step {done} of {total}; saved {ckpt.directory}/{done}. "
-               "The same command resumes from there.")
+          parallel.log(f"{phase.name}: stopped by {self.stop.name} at step {done} of {total}; saved "
+                       f"{ckpt.directory}/{done}. The same command resumes from there.")
           raise Preempted(self.stop.signum)
     finally:
       bar.close()
@@ -404,7 +409,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, mode: s
     with removed_unless_trained(workdir):
       for k in classes:
         if stop.signum is not None:
-          _log(f"stopped by {stop.name} before class {k}; the same command resumes from there.")
+          parallel.log(f"stopped by {stop.name} before class {k}; the same command resumes from there.")
           raise Preempted(stop.signum)
         sub = ml_collections.ConfigDict(config.to_dict())
         sub.data.normal_class, sub.data.normal_classes = int(k), ()
@@ -494,7 +499,7 @@ def run_one(config: ml_collections.ConfigDict, workdir: str, mode: str, *,
     runner = Runner(config, workdir, method, sources, mesh, mode=mode, stop=stop)
     outputs = runner.run()
     summary = evaluate.run_evals(config, method, outputs, sources, workdir, runner.predict)
-  _log(f"{workdir}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items() if k.endswith(("auroc", "top1"))))
+  parallel.log(f"{workdir}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items() if k.endswith(("auroc", "top1"))))
   return summary
 
 
@@ -520,8 +525,3 @@ def _check_config_json(config, workdir: str) -> None:
   if jax.process_index() == 0:
     with files.atomic_open(path) as f:
       json.dump(current, f, indent=2, sort_keys=True)
-
-
-def _log(msg: str) -> None:
-  if jax.process_index() == 0:
-    print(f"[jaxad] {msg}", file=sys.stderr, flush=True)
