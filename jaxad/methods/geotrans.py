@@ -22,13 +22,11 @@ References:
 
 from __future__ import annotations
 
-import sys
-
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxad import losses, scores
+from jaxad import losses, parallel, scores
 from jaxad.data import fixed_subset, pretext
 from jaxad.errors import ConfigError
 from jaxad.methods.base import FitPhase, Method, Output, Scorer, TrainPhase, apply_train, default_init
@@ -63,8 +61,8 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
     normal = ctx.sources["normal"]
     keep = fixed_subset(len(normal), int(config.objective.dirichlet_limit))
     normal = normal if keep is None else normal.subset(keep)
-    print(f"[jaxad] geotrans: Dirichlet fit on the softmax outputs of {len(normal)} normal images x "
-          f"{NUM_TRANSFORMS} transforms", file=sys.stderr, flush=True)
+    parallel.log(f"geotrans: Dirichlet fit on the softmax outputs of {len(normal)} normal images x {NUM_TRANSFORMS} "
+                 "transforms")
     probs = ctx.predict(lambda v, b: probs_all(v, b["image"]), trained.variables, normal)["out"]
     alpha = jax.jit(jax.vmap(scores.fit_dirichlet, in_axes=1))(jnp.asarray(probs))  # [72, 72]
     if not bool(jnp.all(jnp.isfinite(alpha))):

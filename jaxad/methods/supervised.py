@@ -20,13 +20,13 @@ Configs: `configs/pretrain_resnet26_cifar100.py` (a local stand-in source model 
 from __future__ import annotations
 
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 
+from jaxad import parallel
 from jaxad.data import augment as augment_lib, black_pixel
 from jaxad.errors import ConfigError
 from jaxad.methods.base import FitPhase, Method, Output, Scorer, TrainPhase, apply_train
@@ -80,7 +80,7 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
     from jaxad.methods import transfer  # pylint: disable=g-import-not-at-top
     trained = ctx.previous["train"]
     path = transfer.save_source(os.path.join(ctx.workdir, "source"), trained.variables)
-    print(f"[jaxad] source weights for ADIB/ADRA/...: {path} (use source={path})", file=sys.stderr, flush=True)
+    parallel.log(f"source weights for ADIB/ADRA/...: {path} (use source={path})")
     return trained
 
   phases = [TrainPhase("train", model, config.train, loss_fn, mix={"normal": config.train.batch_size}, init=init,
