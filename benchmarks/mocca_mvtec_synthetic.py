@@ -2,7 +2,8 @@ r"""MOCCA's MVTec texture pipeline on a generated texture set: the patch maximum
 
   python benchmarks/mocca_mvtec_synthetic.py --out=benchmarks/results/mocca_mvtec_synthetic.json
 
-MVTec AD cannot be downloaded here, so this runs configs/mocca_mvtec.py (category 'carpet': the texture recipe) on
+MVTec AD cannot be downloaded here, so this runs configs/mocca_mvtec.py's texture recipe (`category=woven,
+recipe=texture`: a name that is not MVTec's, so no paper value is put beside it) on
 `jaxad.data.synthetic.write_texture_dataset`: woven-looking textures with small painted defects (spots and
 scratches of about 1% of the image), in MVTec AD's layout. Deviations from the recipe, for this CPU: images of
 `--size` (128) instead of 512 and patches of `--patch` (32: 16 per image) instead of 64 (a 64x64 autoencoder step
@@ -10,8 +11,9 @@ of 32 patches takes about 4 s here), 8 random crops per image per step, `--epoch
 48 training images. Each run reports both image scores of the same trained
 network: the maximum over the patches (Eq. 7, scorer 'hypersphere') and their mean ('hypersphere_patch_mean'); runs
 differ in the layers (the last only, or the recipe's down3 + fc1 + code, or all five from down1) and the boundary.
-Workdirs stay in --workdir (`python -m jaxad.report` reads them); results after every run to --out and a table
-beside it (.md).
+Workdirs stay in --workdir; results after every run to --out, and the tables
+`python -m jaxad.report WORKDIR --layout=wide --scorers=hypersphere,hypersphere_patch_mean [--metric=max_ba]`
+prints (AUROC and maxBA, every deviation from the texture recipe listed) beside it (.md) and on stdout.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -28,7 +29,7 @@ from jaxad import xla_flags  # pylint: disable=g-import-not-at-top,wrong-import-
 
 xla_flags.apply_cpu_defaults()
 
-from jaxad import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxad import report, train  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jaxad.config import load_config  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jaxad.data import synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -36,21 +37,11 @@ REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 LAYER_SETS = {"code": "code", "down3+fc1+code": "down3+fc1+code", "down1..code": "down1+down2+down3+fc1+code"}
 
 
-def table(runs: list[dict]) -> str:
-  lines = ["| layers | boundary | AUROC, patch max (Eq. 7) | AUROC, patch mean | maxBA, patch max | maxBA, patch mean "
-           "| seeds |", "|---|---|---|---|---|---|---|"]
-  groups: dict[tuple, list[dict]] = {}
-  for r in runs:
-    groups.setdefault((r["layers"], r["boundary"]), []).append(r)
-
-  def cell(rs, key):
-    values = [r[key] for r in rs]
-    return f"{statistics.mean(values):.3f}" + (f" ± {statistics.pstdev(values):.3f}" if len(values) > 1 else "")
-
-  for (layers, boundary), rs in groups.items():
-    lines.append(f"| {layers} | {boundary} | {cell(rs, 'auroc_max')} | {cell(rs, 'auroc_mean')} | "
-                 f"{cell(rs, 'max_ba_max')} | {cell(rs, 'max_ba_mean')} | {len(rs)} |")
-  return "\n".join(lines) + "\n"
+def tables(workdir: str) -> str:
+  """AUROC and maxBA of the patch maximum (Eq. 7) and the patch mean, from the runs' workdirs (`jaxad.report`)."""
+  runs = report.collect(workdir)
+  return "\n".join(report.wide_markdown(report.table(runs, metric, scorers=("hypersphere", "hypersphere_patch_mean")),
+                                        legend=False) for metric in ("auroc", "max_ba"))
 
 
 def main():
@@ -65,8 +56,8 @@ def main():
   p.add_argument("--out", default="benchmarks/results/mocca_mvtec_synthetic.json")
   args = p.parse_args()
   root = os.path.join(args.workdir, "data")
-  if not os.path.isdir(os.path.join(root, "carpet")):
-    synthetic.write_texture_dataset(root, "carpet", size=args.size, num_train=48, num_test_good=24,
+  if not os.path.isdir(os.path.join(root, "woven")):
+    synthetic.write_texture_dataset(root, "woven", size=args.size, num_train=48, num_test_good=24,
                                     num_test_defect=12, extent=max(8, args.size // 16))
   runs = json.load(open(args.out))["runs"] if os.path.exists(args.out) else []
   done = {(r["layers"], r["boundary"], r["seed"]) for r in runs}
@@ -75,7 +66,7 @@ def main():
       for seed in map(int, args.seeds.split(",")):
         if (layers, boundary, seed) in done:
           continue
-        c = load_config(os.path.join(REPO, "configs", f"mocca_mvtec.py:root={root},category=carpet,"
+        c = load_config(os.path.join(REPO, "configs", f"mocca_mvtec.py:root={root},category=woven,recipe=texture,"
                                                       f"boundary={boundary},layers={LAYER_SETS[layers]},seed={seed}"))
         c.data.folder.size = (args.size, args.size)
         c.patches.update(size=args.patch, per_image=8)
@@ -95,7 +86,8 @@ def main():
         with open(args.out, "w") as f:
           json.dump({"size": args.size, "patch": args.patch, "epochs": args.epochs, "runs": runs}, f, indent=2)
         with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
-          f.write(table(runs))
+          f.write(tables(args.workdir))
+  print(tables(args.workdir))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ configs/minhas_densenet169_cifar10.py (the paper's recipe: SGD 1e-3, Keras decay
 anomaly class + an equal-size sample of the other nine, the best epoch on a 10% validation share, the balanced
 test set of 1,000 images per class) and swaps in the TransferAD ResNet26 at 32x32 with random weights, all layers
 trained (nothing pretrained to freeze), `--train_limit` labelled training images and `--epochs` epochs.
-Workdirs: workdirs/reproduce_minhas/c<k>_s<seed>; results: benchmarks/results/minhas_cifar10.{json,md}.
+Workdirs: workdirs/reproduce_minhas/c<k>_s<seed>; the runs: benchmarks/results/minhas_cifar10.json; the tables
+(`python -m jaxad.report workdirs/reproduce_minhas --layout=wide [--metric=f1]`) beside it (.md) and on stdout.
 """
 
 from __future__ import annotations
@@ -16,20 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from jaxad import train  # noqa: E402
+from jaxad import report, train  # noqa: E402
 from jaxad.config import import_sibling  # noqa: E402
-
-# Table I (DenseNet-169 / ResNet-152 / Inception-V4), by jaxad's CIFAR-10 class index (the paper's column order is
-# plane, car, bird, cat, deer, frog, horse, ship, truck, dog).
-PAPER = {"densenet169": {0: 0.998, 1: 0.999, 2: 0.995, 3: 0.992, 4: 0.998, 5: 0.998, 6: 0.992, 7: 0.999, 8: 0.998,
-                         9: 0.999}}
 
 
 def config_for(k: int, seed: int, args):
@@ -62,18 +57,18 @@ def main():
                    "epochs": args.epochs, **{key: v for key, v in summary.items() if key.startswith("test/")}})
       with open(args.out, "w") as f:
         json.dump({"runs": runs}, f, indent=1)
-  lines = ["| anomaly class | AUROC jaxad (ResNet26 random, reduced) | F1 | precision | recall | AUROC paper (DenseNet-169, "
-           "ImageNet) |", "|---|---|---|---|---|---|"]
-  for r in runs:
-    k = r["anomaly_class"]
-    get = lambda m: r.get(f"test/p_anomaly/{m}", float("nan"))  # noqa: E731
-    lines.append(f"| {k} | {get('auroc'):.3f} | {get('f1'):.3f} | {get('precision'):.3f} | {get('recall'):.3f} | "
-                 f"{PAPER['densenet169'][k]:.3f} |")
-  mean = statistics.mean(r["test/p_anomaly/auroc"] for r in runs)
-  lines.append(f"| **mean** | **{mean:.3f}** | | | | {statistics.mean(PAPER['densenet169'][r['anomaly_class']] for r in runs):.3f} |")
-  with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
-    f.write("\n".join(lines) + "\n")
-  print("\n".join(lines))
+  print(tables(args.workdir, os.path.splitext(args.out)[0] + ".md"))
+
+
+def tables(workdir: str, md: str) -> str:
+  """AUROC and the argmax decision's F1 per anomaly class, as `python -m jaxad.report WORKDIR --layout=wide
+  [--metric=f1]` prints them (the paper's Table I values beside AUROC, every deviation from its recipe listed),
+  also written to `md`."""
+  runs = report.collect(workdir)
+  text = "\n".join(report.wide_markdown(report.table(runs, metric), legend=False) for metric in ("auroc", "f1"))
+  with open(md, "w") as f:
+    f.write(text)
+  return text
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from jaxad.config import SWEEP_DEFAULTS
 from jaxad.data import default_config as default_data_config, sources
 from jaxad.errors import ConfigError
 from jaxad.methods import transfer
+from jaxad.papers import ANDREWS_MNIST_TASKS
 
 
 def optim(*, epochs: int, batch_size: int, optimizer: str, lr: float, weight_decay: float = 0.0,
@@ -71,12 +72,19 @@ def hypersphere() -> ml_collections.ConfigDict:
 MVTEC_ROTATED_OBJECTS = ("bottle", "hazelnut", "metal_nut", "screw")
 
 
-def mocca_mvtec(category: str) -> ml_collections.ConfigDict:
-  """MOCCA's MVTec AD recipe for one category (configs/mocca_mvtec.py documents each choice)."""
+MVTEC_RECIPES = ("texture", "object")
+
+
+def mocca_mvtec(category: str, recipe: str = "") -> ml_collections.ConfigDict:
+  """MOCCA's MVTec AD recipe for one category (configs/mocca_mvtec.py documents each choice); `recipe` ('texture' or
+  'object') for a folder in MVTec AD's layout under another name, '' = the category's own."""
   from jaxad.data.folder import MVTEC_CATEGORIES, MVTEC_TEXTURES  # pylint: disable=g-import-not-at-top
-  if category not in MVTEC_CATEGORIES:
-    raise ValueError(f"category must be one of {MVTEC_CATEGORIES}, got {category!r}.")
-  texture = category in MVTEC_TEXTURES
+  if recipe and recipe not in MVTEC_RECIPES:
+    raise ConfigError(f"recipe must be '' (the category's own) or one of {MVTEC_RECIPES}, got {recipe!r}.")
+  if not recipe and category not in MVTEC_CATEGORIES:
+    raise ConfigError(f"category must be one of {MVTEC_CATEGORIES}, got {category!r}; for another folder in MVTec AD's "
+                      "layout pass recipe='texture' or recipe='object'.")
+  texture = recipe == "texture" if recipe else category in MVTEC_TEXTURES
   c = hypersphere()
   c.method = "mocca"
   c.data.update(name="mvtec", preprocess="signed")
@@ -386,9 +394,6 @@ def ssl_baseline(args: ml_collections.ConfigDict, recipe) -> ml_collections.Conf
 # --------------------------------------------------------------------------------------------------------------------
 # Andrews et al. 2016: deep features + linear one-class SVMs (jaxad.methods.deep_features).
 
-# Table 1: (normal digits, anomalous digits) of the MNIST tasks 1-4.
-ANDREWS_MNIST_TASKS = {1: ((5,), (2,)), 2: ((5,), (0, 2, 4, 6, 8)), 3: ((1, 3, 5, 7, 9), (2,)),
-                       4: ((1, 3, 5, 7, 9), (0, 2, 4, 6, 8))}
 ANDREWS_VGG_LAYERS = ("P5", "FC6", "FC7", "FC8")
 ANDREWS_ARGS = dict(task=1, layer="all", trial=0, weights="default", runlocal=False)
 VGG_DOWNLOAD = ("wget http://www.vlfeat.org/matconvnet/models/imagenet-{arch}.mat && python "
@@ -405,7 +410,7 @@ def deep_features(model: str, *, weights: str, weights_hint: str = "", layers=AN
   c.data = default_data_config(preprocess="unit")
   c.model = dict(name=model, kwargs={}, weights=weights, weights_hint=weights_hint, dont_load=(),
                  input_scaling=input_scaling, input_size=input_size)
-  c.objective = dict(layers=tuple(layers), nus=tuple(round(0.01 + 0.049 * i, 3) for i in range(21)))
+  c.objective = dict(layers=tuple(layers), nus=tuple(round(0.01 + 0.049 * i, 3) for i in range(21)), unit_length=True)
   _run_keys(c, log_every_steps=50)
   c.eval.batch_size = 64
   c.evals = dict(test=dict(kind="ocsvm", source="test"))
@@ -413,16 +418,24 @@ def deep_features(model: str, *, weights: str, weights_hint: str = "", layers=AN
 
 
 def andrews_mnist(args: ml_collections.ConfigDict, arch: str) -> ml_collections.ConfigDict:
-  """Andrews et al.'s MNIST task `args.task` (Table 1) on MatConvNet's VGG-F / VGG-M: 2,048 normal training images,
-  512 + 512 test images fixed across trials, `args.trial` picks the training sample."""
+  """Andrews et al.'s MNIST task `args.task` (Table 1) on MatConvNet's VGG-F / VGG-M, or on the greyscale image
+  itself (arch 'greyscale': their GS row, the 28x28 digit, no weights): 2,048 normal training images, 512 + 512 test
+  images fixed across trials, `args.trial` picks the training sample."""
   if args.task not in ANDREWS_MNIST_TASKS:
     raise ConfigError(f"task must be one of {sorted(ANDREWS_MNIST_TASKS)} (Andrews et al. Table 1), got {args.task}.")
-  layers = ANDREWS_VGG_LAYERS if args.layer == "all" else (args.layer,)
-  if not set(layers) <= set(ANDREWS_VGG_LAYERS):
-    raise ConfigError(f"layer must be 'all' or one of {ANDREWS_VGG_LAYERS}, got {args.layer!r}.")
-  path = {"default": f"weights/{arch}", "random": ""}.get(args.weights, args.weights)
-  c = deep_features(arch, weights=path, layers=layers,
-                    weights_hint=VGG_DOWNLOAD.format(arch=arch.replace("_", "-"), path=path or f"weights/{arch}"))
+  if arch == "greyscale":
+    c = deep_features(arch, weights="", layers=("GS",), input_scaling="data", input_size=0)
+    # The paper rescales its networks' features to unit length (section 4.1), not GS: raw pixels match its Table 3
+    # (MNIST-3 over 3 trials: 0.463 here, 0.432 there; scaled to unit length 0.665; README, Andrews et al.).
+    c.objective.unit_length = False
+  else:
+    layers = ANDREWS_VGG_LAYERS if args.layer == "all" else (args.layer,)
+    if not set(layers) <= set(ANDREWS_VGG_LAYERS):
+      raise ConfigError(f"layer must be 'all' or one of {ANDREWS_VGG_LAYERS}, got {args.layer!r}.")
+    path = {"default": f"weights/{arch}", "random": ""}.get(args.weights, args.weights)
+    c = deep_features(arch, weights=path, layers=layers,
+                      weights_hint=VGG_DOWNLOAD.format(arch=arch.replace("_", "-"), path=path or f"weights/{arch}"))
+  c.model.paper_network = arch  # what jaxad.report compares with (kept when a benchmark swaps the network)
   normal, anomalous = ANDREWS_MNIST_TASKS[args.task]
   c.data.update(name="mnist", protocol="class_sets", protocol_seed=args.trial)
   c.data.class_sets.update(normal=normal, anomalous=anomalous, train_size=2048, test_normal=512, test_anomalous=512)
@@ -504,6 +517,7 @@ def minhas(args: ml_collections.ConfigDict, backbone: str) -> ml_collections.Con
           f"{path or default} (see third_party_weights/README.md), or pass weights=random for the random-init floor")
   c = finetune(backbone, kwargs=kwargs, weights=path, weights_hint=hint, input_scaling=scaling, input_size=size,
                trainable=trainable)
+  c.model.paper_network = backbone  # what jaxad.report compares with (kept when a benchmark swaps the network)
   c.data.update(name=args.dataset, normal_class=args.anomaly_class, protocol_seed=args.seed)
   c.data.anomaly_vs_rest.test = args.test
   c.seed = args.seed + 1

@@ -3,7 +3,9 @@ r"""MOCCA (Massoli et al.) on one MVTec AD category: residual autoencoder, then 
   python -m jaxad.data.downloads mvtec /data/mvtec        # once: 4.9 GB, CC BY-NC-SA 4.0 (non-commercial)
   python -m jaxad.main --config=configs/mocca_mvtec.py:root=/data/mvtec,category=carpet --workdir=/tmp/carpet
 
-Arguments: root (the folder holding the category folders), category (one of the 15), boundary ('soft' or 'hard'),
+Arguments: root (the folder holding the category folders), category (one of the 15), recipe ('' = the category's;
+'texture' or 'object' for a folder in MVTec AD's layout under another name, e.g. benchmarks/mocca_mvtec_synthetic.py's
+generated 'woven' set, which then gets no paper value), boundary ('soft' or 'hard'),
 layers ('' = the default below, else names joined by '+', e.g. 'fc1+code'), seed, runlocal (a tiny budget: 2 + 2
 epochs, smaller images, for a first try or a test).
 
@@ -38,8 +40,8 @@ common = import_sibling(__file__, "common")
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, root="", category="carpet", boundary="soft", layers="", seed=1, runlocal=False)
-  c = common.mocca_mvtec(args.category)
+  args = parse_arg(arg, root="", category="carpet", recipe="", boundary="soft", layers="", seed=1, runlocal=False)
+  c = common.mocca_mvtec(args.category, args.recipe)
   c.seed = args.seed
   c.data.folder.root = args.root
   c.objective.boundary = args.boundary

@@ -21,6 +21,9 @@ References:
   Deecke, Ruff, Vandermeulen, Bilen. Transfer-Based Semantic Anomaly Detection. ICML 2021. (Tables 2, 3, 5, 6.)
   Jezequel, Vu, Beaudet, Histace. Fine-grained anomaly detection via multi-task self-supervision. 2021.
     (Tables 2, 3, 4, 6.)
+  Andrews, Tanay, Morton, Griffin. Transfer Representation-Learning for Anomaly Detection. ICML 2016 workshop.
+    (Table 1 tasks, Table 3 MNIST-1..4: VGG-F, VGG-M, GS.)
+  Minhas, Zelek. Anomaly Detection in Images. 2019. (Tables I and II per class.)
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from typing import Any, Mapping
 MOCCA = "Massoli et al. (MOCCA)"
 DEECKE = "Deecke et al. 2021"
 JEZEQUEL = "Jezequel et al."
+ANDREWS = "Andrews et al. 2016"
+MINHAS = "Minhas & Zelek"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,11 +47,12 @@ class Published:
     scorer: the scorer name in summary.json ('hypersphere', 'oe_sigmoid', 'multitask', 'dirichlet', 'mhrot').
     dataset: jaxad's `data.name` of the data the paper used.
     protocol: `data.protocol`, or 'ood:<data.ood.name>' for the OOD protocol.
-    klass: normal class (held-out class for 'leave_one_out'; MVTec AD's category name); None = the paper's mean
-      over all classes.
+    klass: normal class (held-out class for 'leave_one_out', anomaly class for 'anomaly_vs_rest_sample'; MVTec AD's
+      category name; the task's name for 'class_sets', e.g. 'MNIST-1'); None = the paper's mean over all classes.
     value: the number in percent.
     std: the paper's spread in percent where it prints one (over seeds), else None.
-    metric: the summary.json metric it corresponds to ('auroc' or 'ap').
+    metric: the summary.json metric it corresponds to ('auroc', 'ap', 'max_ba', or 'ocsvm_auroc': Andrews et al.'s
+      AUROC averaged over the one-class SVM's 21 values of nu).
     paper: short name of the paper.
     table: where in the paper, e.g. 'Table 3'.
   """
@@ -146,6 +152,49 @@ _JEZEQUEL_T4 = {"ssl_multitask/G": {"cifar100": 83.6, "caltech_birds2010": 77.6}
 _JEZEQUEL_T6 = {"ood:svhn": 98.8, "ood:cifar100": 83.4}
 
 
+# Andrews et al. Table 1: the MNIST tasks, (normal digits, anomalous digits); tasks 5-7 are X-ray and CASIA images.
+ANDREWS_MNIST_TASKS = {1: ((5,), (2,)), 2: ((5,), (0, 2, 4, 6, 8)), 3: ((1, 3, 5, 7, 9), (2,)),
+                       4: ((1, 3, 5, 7, 9), (0, 2, 4, 6, 8))}
+# Andrews et al. Table 3, MNIST-1..4: mean (std) over 3 trials of the AUROC averaged over 21 nus, x 100, per layer of
+# the ImageNet networks; 'GS' is the greyscale intensity image itself (the same row in both networks' blocks).
+_ANDREWS_T3 = {
+    "vgg_f": {"P5": ([93.82, 88.33, 85.00, 76.62], [0.66, 1.38, 0.72, 1.20]),
+              "FC6": ([84.94, 89.48, 72.07, 71.51], [1.82, 1.50, 1.48, 0.61]),
+              "FC7": ([83.95, 90.74, 70.00, 73.57], [1.87, 1.41, 1.50, 0.72]),
+              "FC8": ([86.04, 92.39, 66.52, 72.40], [1.04, 0.51, 2.17, 0.33])},
+    "vgg_m": {"P5": ([89.33, 85.43, 81.96, 75.93], [1.48, 1.44, 2.24, 1.74]),
+              "FC6": ([75.19, 81.79, 56.04, 51.10], [1.31, 0.16, 8.28, 5.46]),
+              "FC7": ([79.04, 84.61, 57.04, 52.01], [1.31, 0.15, 8.81, 4.86]),
+              "FC8": ([79.25, 83.13, 56.79, 49.11], [1.94, 0.43, 7.41, 4.49])},
+    "greyscale": {"GS": ([58.09, 50.89, 43.21, 43.15], [4.36, 2.98, 1.89, 0.89])},
+}
+# Minhas & Zelek Tables I (CIFAR-10) and II (MNIST): AUROC per anomaly class, x 100 (the tables print fractions to
+# 6 digits; no spread). Table I's column order is plane, car, bird, cat, deer, frog, horse, ship, truck, dog; stored
+# here in CIFAR-10's label order (frog is label 6, dog label 5).
+_MINHAS = {
+    ("densenet169", "cifar10"): [99.8449, 99.8933, 99.4980, 99.2014, 99.8145, 99.8291, 99.1758, 99.9031, 99.8386,
+                                 99.8948],
+    ("resnet152", "cifar10"): [99.8071, 99.8203, 99.5249, 99.1605, 99.8480, 99.7900, 99.1375, 99.9607, 99.9289,
+                               99.8934],
+    ("inception_v4", "cifar10"): [93.0263, 97.1474, 84.2340, 85.3591, 89.5042, 93.1945, 89.3674, 94.9273, 92.1899,
+                                  95.4804],
+    ("densenet169", "mnist"): [99.8265, 99.4258, 98.4126, 98.0750, 98.3918, 99.2295, 98.4011, 99.7476, 99.1551,
+                               99.9386],
+    ("resnet152", "mnist"): [99.8050, 99.4176, 98.2025, 98.1253, 98.4338, 98.9994, 98.0970, 99.8940, 98.9815,
+                             99.8982],
+    ("inception_v4", "mnist"): [99.7676, 99.4609, 98.3431, 98.0548, 98.4617, 99.2676, 98.3624, 99.7108, 99.4305,
+                                99.9080],
+}
+_NETWORK_NAMES = {"vgg_f": "VGG-F", "vgg_m": "VGG-M", "greyscale": "GS", "densenet169": "DenseNet-169",
+                  "resnet152": "ResNet-152", "inception_v4": "Inception-V4"}
+
+
+def andrews_task(normal, anomalous) -> str | None:
+  """'MNIST-t' for Andrews et al.'s MNIST task t (Table 1) with these digit sets, else None."""
+  sets = (tuple(sorted(int(k) for k in normal)), tuple(sorted(int(k) for k in anomalous)))
+  return next((f"MNIST-{t}" for t, task in ANDREWS_MNIST_TASKS.items() if task == sets), None)
+
+
 def _build() -> tuple[Published, ...]:
   out = []
   for method, (values, stds) in _MOCCA_T1.items():
@@ -189,6 +238,14 @@ def _build() -> tuple[Published, ...]:
       out += _mean(method, "multitask", dataset, "one_vs_rest", value, paper=JEZEQUEL, table="Table 4")
   for protocol, value in _JEZEQUEL_T6.items():
     out += _mean("ssl_multitask/G+J", "multitask", "cifar10", protocol, value, paper=JEZEQUEL, table="Table 6")
+  for network, layers in _ANDREWS_T3.items():
+    for layer, (values, stds) in layers.items():
+      out += [Published(f"deep_features/{network}", layer, "mnist", "class_sets", f"MNIST-{t}", v, sd, "ocsvm_auroc",
+                        ANDREWS, f"Table 3 ({_NETWORK_NAMES[network]})")
+              for t, v, sd in zip(ANDREWS_MNIST_TASKS, values, stds, strict=True)]
+  for (network, dataset), values in _MINHAS.items():
+    out += _per_class(f"finetune/{network}", "p_anomaly", dataset, "anomaly_vs_rest_sample", values, paper=MINHAS,
+                      table=f"Table {'I' if dataset == 'cifar10' else 'II'} ({_NETWORK_NAMES[network]})")
   return tuple(out)
 
 
@@ -220,6 +277,7 @@ def lookup(method: str, scorer: str, dataset: str, protocol: str, klass: int | N
 # Run keys.
 
 SSL_TASKS = {"geometric+jigsaw": "G+J", "geometric": "G", "jigsaw": "J"}  # Jezequel et al. Table 4's names
+NETWORK_METHODS = ("deep_features", "finetune")  # methods whose papers' variants are networks (Andrews, Minhas)
 DEFAULT_OE = {"cifar10": "cifar100", "stl10": "stl10"}  # Deecke et al. section 5.2's OE sets
 
 
@@ -237,7 +295,8 @@ def method_key(config: Mapping[str, Any]) -> str:
   """The method with the variant that changes a paper's number, from a run's config (a dict of config.json).
 
   'dsvdd/soft', 'mocca/hard' (objective.boundary); 'ssl_multitask/G+J', '/G', '/J' (objective.tasks);
-  'deep_sad/25%' (data.anomaly.class_fraction; 'deep_sad/all' for 0); transfer methods with outlier exposure get
+  'deep_sad/25%' (data.anomaly.class_fraction; 'deep_sad/all' for 0); 'deep_features/vgg_f', 'finetune/densenet169'
+  (model.name: these papers' variants are networks); transfer methods with outlier exposure get
   '/oe=<name>' when `oe.name` is not the paper's OE set for the dataset (CIFAR-100 for CIFAR-10, STL-10's unlabelled
   split for STL-10); any other method is its name.
 
@@ -250,6 +309,8 @@ def method_key(config: Mapping[str, Any]) -> str:
   if method == "ssl_multitask":
     tasks = str(config_value(config, "objective.tasks", "?"))
     return f"{method}/{SSL_TASKS.get(tasks, tasks)}"
+  if method in NETWORK_METHODS:
+    return f"{method}/{config_value(config, 'model.name', '?')}"
   if method == "deep_sad":
     fraction = float(config_value(config, "data.anomaly.class_fraction", 0.0) or 0.0)
     return f"{method}/{round(100 * fraction):d}%" if fraction else f"{method}/all"
@@ -259,6 +320,22 @@ def method_key(config: Mapping[str, Any]) -> str:
     if oe != default:
       return f"{method}/oe={oe}"
   return method
+
+
+def paper_method_key(config: Mapping[str, Any]) -> str:
+  """The method key of the published numbers a run is compared with: `method_key`, except that for the methods
+  whose paper's variants are networks (`NETWORK_METHODS`) the network is the one of the paper's recipe the run
+  comes from, `model.paper_network` (set by the paper configs and kept when a benchmark swaps `model.name`), so that
+  a reduced run on another network is compared with, and its deviations listed against, that recipe.
+
+  >>> paper_method_key({'method': 'finetune', 'model': {'name': 'resnet26_transferad', 'paper_network': 'resnet152'}})
+  'finetune/resnet152'
+  """
+  method = str(config.get("method", "?"))
+  network = config_value(config, "model.paper_network")
+  if method in NETWORK_METHODS and network:
+    return f"{method}/{network}"
+  return method_key(config)
 
 
 def protocol_key(config: Mapping[str, Any]) -> str:
@@ -276,15 +353,29 @@ def protocol_key(config: Mapping[str, Any]) -> str:
 
 
 def class_key(config: Mapping[str, Any]) -> int | str | None:
-  """The normal class (held-out class for leave_one_out); MVTec AD's category name; None where the protocol has none
-  (OOD, video)."""
+  """The normal class (held-out class for leave_one_out, anomaly class for anomaly_vs_rest_sample); MVTec AD's
+  category name; for class_sets the task: 'MNIST-t' for Andrews et al.'s MNIST tasks, else 'normal vs anomalous'
+  ('5 vs 0,2,4,6,8'); None where the protocol has none (OOD, video)."""
   dataset = config_value(config, "data.name")
   if dataset == "mvtec":
     return str(config_value(config, "data.folder.category"))
+  if str(config_value(config, "data.protocol", "")) == "class_sets":
+    normal = config_value(config, "data.class_sets.normal", []) or []
+    anomalous = config_value(config, "data.class_sets.anomalous", []) or []
+    task = andrews_task(normal, anomalous) if dataset == "mnist" else None
+    return task or f"{','.join(map(str, normal))} vs {','.join(map(str, anomalous))}"
   if str(config_value(config, "data.protocol", "")) == "ood" or dataset in ("shanghaitech", "video"):
     return None
   k = config_value(config, "data.normal_class")
   return None if k is None else int(k)
+
+
+def replicate_key(config: Mapping[str, Any]) -> int:
+  """What tells repeated runs of one recipe and class apart: `seed`; for 'class_sets' `data.protocol_seed`, the
+  trial (Andrews et al. redraw the training sample in each of their 3 trials, with the network and test set fixed)."""
+  if str(config_value(config, "data.protocol", "")) == "class_sets":
+    return int(config_value(config, "data.protocol_seed", 0) or 0)
+  return int(config.get("seed", 0))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -299,7 +390,8 @@ class Fact:
     key: dotted config key ('train.epochs'); for kind 'network' the key 'model' and `value` a dict of its subkeys.
     value: the recipe's value.
     origin: where the value comes from (paper table or section, or "jaxad's choice" and the config documenting it).
-    kind: 'epochs' (a phase's epochs), 'network', 'subset' (0 = all images), 'source' (see `SourceRecipe`),
+    kind: 'epochs' (a phase's epochs), 'network', 'subset' (0 = all images), 'source' (`transfer.source`; value:
+      data.name -> `SourceRecipe`), 'paper_network' (key 'model'; value: `model.paper_network` -> `NetworkRecipe`),
       'data' or 'optim' / 'objective' (any other value).
     datasets: the `data.name`s it applies to; empty = every dataset of the recipe.
   """
@@ -322,6 +414,23 @@ class SourceRecipe:
 
   what: str
   released: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkRecipe:
+  """One of the networks a paper compares (`model.paper_network`), as its recipe fixes it.
+
+  Attributes:
+    what: the network in words.
+    input_size: `model.input_size`, the side its images are resized to.
+    weights: where its weights come from (checked against `model.weights`); None = it has none (GS).
+    config: other config values its recipe fixes, {dotted key: value}.
+  """
+
+  what: str
+  input_size: int
+  weights: SourceRecipe | None
+  config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -378,6 +487,28 @@ def _transfer(adapters: bool, extra: tuple[Fact, ...]) -> Recipe:
   ) + extra, ("cifar10", "stl10"))
 
 
+_A41 = "Andrews et al. section 4.1"
+_MATCONVNET = "ImageNet weights, MatConvNet's imagenet-{}.mat via third_party_weights/convert_matconvnet.py"
+_ANDREWS_NETWORKS = {
+    "vgg_f": NetworkRecipe("VGG-F", 224, SourceRecipe(_MATCONVNET.format("vgg-f"), released=True),
+                           {"objective.unit_length": True}),
+    "vgg_m": NetworkRecipe("VGG-M", 224, SourceRecipe(_MATCONVNET.format("vgg-m"), released=True),
+                           {"objective.unit_length": True}),
+    # Raw pixels: the paper scales the networks' features to unit length, and its GS values match raw pixels
+    # (configs/andrews_gs_mnist.py).
+    "greyscale": NetworkRecipe("GS, the greyscale intensity image", 0, None, {"objective.unit_length": False}),
+}
+_M4 = "Minhas & Zelek section IV"
+_KERAS = "Keras's ImageNet {} weights via third_party_weights/{}"
+_MINHAS_NETWORKS = {
+    "densenet169": NetworkRecipe("DenseNet-169", 224, SourceRecipe(_KERAS.format("DenseNet-169", "convert_keras.py"),
+                                                                   released=True)),
+    "resnet152": NetworkRecipe("ResNet-152", 224, SourceRecipe(_KERAS.format("ResNet-152", "convert_keras.py"),
+                                                               released=True)),
+    "inception_v4": NetworkRecipe("Inception-V4", 299, SourceRecipe(
+        "the TF-slim ImageNet Inception-V4 weights (Cadene's PyTorch port) via "
+        "third_party_weights/convert_torch_imagenet.py", released=True)),
+}
 _GEOTRANS = "GeoTrans authors' code, configs/common.py geotrans_recipe()"
 _SSOOD = "ss-ood's one-class recipe, configs/common.py mhrot_recipe()"
 
@@ -434,6 +565,23 @@ RECIPES: dict[str, Recipe] = {
         Fact("train.lr", 0.1, _SSOOD),
         _COARSE,
     ), _SSL_DATASETS),
+    "deep_features": Recipe((
+        Fact("model", _ANDREWS_NETWORKS, _A41 + " and Table 2", "paper_network"),
+        Fact("data.class_sets.train_size", 2048, _A41, "data"),
+        Fact("data.class_sets.test_normal", 512, _A41, "data"),
+        Fact("data.class_sets.test_anomalous", 512, _A41, "data"),
+        Fact("objective.nus", [round(0.01 + 0.049 * i, 3) for i in range(21)],
+             "Andrews et al. section 4.3: 21 evenly spaced values in [0.01, 0.99]", "objective"),
+    ), ("mnist",)),
+    "finetune": Recipe((
+        Fact("model", _MINHAS_NETWORKS, _M4 + "-C", "paper_network"),
+        Fact("train.epochs", 50, _M4 + "-C", "epochs"),
+        Fact("train.batch_size", 16, _M4 + "-C"),
+        Fact("train.optimizer", "sgd", _M4 + "-C"),
+        Fact("train.lr", 1e-3, _M4 + "-C"),
+        Fact("train.schedule", "keras_decay", _M4 + "-C (Keras's decay 1e-6)"),
+        Fact("data.anomaly_vs_rest.test", "sample", _M4 + "-A: 1,000 test images per class", "data"),
+    ), ("cifar10", "mnist")),
     "geotrans": Recipe((
         Fact("model", {"name": "wide_resnet", "depth": 10, "width": 4}, _GEOTRANS, "network"),
         Fact("train.epochs", 216, _GEOTRANS + ": 3 epochs of the 72x expanded set", "epochs"),

@@ -18,14 +18,24 @@ Conventions: every number is in percent (summary.json's fractions x 100, the pap
 the population std (ddof 0) over seeds, as the benchmarks' tables; `--metric` picks any metric in summary.json
 (auroc, ap, max_ba, eer, apcer_at_bpcer, f1_max), `--split` the evaluated split (default 'test').
 
+Classes: the normal class; the held-out class for leave_one_out, the anomaly class for anomaly_vs_rest_sample
+(Minhas & Zelek), the category for MVTec AD, and for class_sets the task ('MNIST-1'..'MNIST-4', Andrews et al.'s
+Table 1), whose replicates are trials (`data.protocol_seed`, the training sample) rather than seeds.
+
 Deviation rules (`deviations(config)`):
+  * MOCCA on MVTec AD, whose recipe is per category: every value that differs from the category's config file
+    (`configs/mocca_mvtec.py:category=...`; a folder under another name is checked against the recipe it names);
   * subsets: `data.train_limit`, `data.test_limit`, and per recipe `oe.limit` (Deecke et al.) and
     `objective.dirichlet_limit` (GeoTrans) above 0 (0 = all images);
   * epochs: each phase's `<phase>.epochs` against the recipe ("reduced" or "more");
   * network: `model.name` and the recipe's size keys (WRN depth/width, LeNet rep_dim, ResNet26 adapters), and other
     recipe facts (batch size, optimizer, lr, preprocessing, label mode, objective keys) against `RECIPES`;
-  * source weights (ADIB/ADRA, `transfer.source`): 'random' is a deviation; a `source` folder of a jaxad run (a
-    config.json beside it, e.g. configs/pretrain_resnet26_cifar100.py's stand-in) is a deviation ("self-trained"); a
+  * the networks of Andrews et al. and Minhas & Zelek, whose variants are networks: a run is compared with the
+    network of the recipe it comes from (`model.paper_network`, kept when a benchmark swaps `model.name`), and
+    another network, input size or weights (`model.weights`, by the source-weight rule below) is a deviation;
+  * source weights (ADIB/ADRA `transfer.source`, backbones' `model.weights`): 'random' or '' is a deviation; a
+    folder of a jaxad run (a config.json up to three folders above it, e.g. configs/pretrain_resnet26_cifar100.py's
+    `source` or a `checkpoints/train/output`) is a deviation ("self-trained"); a
     folder that cannot be found when the report runs (tried as given, then relative to the repository), or that
     holds no Orbax checkpoint, is a deviation ("cannot tell"); any other checkpoint folder is taken for the
     converter's output of the released weights (the converter records no checksum, so it is recognised by
@@ -62,14 +72,18 @@ _NOT_RECIPE = ("seed", "data.normal_class", "data.normal_classes", "data.data_di
                "sweep", "model.remat")  # how a run executes (tasks in one program, recomputed activations), not what
 # Keys added after runs were recorded, left out of the fingerprint at their default so that older runs (whose
 # config.json lacks them) share a fingerprint with new runs of the same recipe.
-_NEW_KEY_DEFAULTS = {"model.dtype": "float32"}
+_NEW_KEY_DEFAULTS = {"model.dtype": "float32", "objective.unit_length": True}
 # Datasets whose recipe differs per class (MVTec AD: textures are trained on patches, objects whole): a run's values
 # that equal its class's default recipe (the config file, by class argument) are fingerprinted as "recipe", so the
 # categories of one recipe share a fingerprint and a mean row.
 _PER_CLASS_RECIPES = {"mvtec": ("mocca_mvtec.py", "category", "data.folder.category")}
 _NUM_CLASSES = {"cifar10": 10, "digits": 10, "mnist": 10, "fashion_mnist": 10, "stl10": 10, "svhn": 10,
                 "caltech_birds2010": 200, "caltech_birds2011": 200, "mvtec": 15}
-_MEAN_PROTOCOLS = ("one_vs_rest", "leave_one_out", "per_category")  # protocols whose papers average over classes
+# Protocols with a mean over classes (Andrews et al.'s tasks for class_sets); Minhas & Zelek print no mean, but the
+# mean over the classes run, beside the mean of their published values, is what a reduced sweep compares.
+_MEAN_PROTOCOLS = ("one_vs_rest", "leave_one_out", "per_category", "class_sets", "anomaly_vs_rest_sample")
+# What a wide table's class columns are, where not the normal class (leave_one_out's is its held-out class).
+_COLUMN_NAMES = {"class_sets": "task", "anomaly_vs_rest_sample": "anomaly class", "per_category": "category"}
 # Files Orbax writes into every checkpoint folder (as jaxad.models.weights._ORBAX_MARKERS; that package imports jax).
 _ORBAX_MARKERS = ("_CHECKPOINT_METADATA", "_METADATA", "commit_success.txt")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,8 +102,9 @@ class Run:
     config: config.json as a dict.
     summary: summary.json as a dict ('<split>/<scorer>/<metric>' -> value, fractions).
     method: `papers.method_key(config)`, e.g. 'ssl_multitask/G+J'.
+    paper_method: `papers.paper_method_key(config)`: the method key of the published numbers it is compared with.
     dataset, protocol, klass: `data.name`, `papers.protocol_key`, `papers.class_key`.
-    seed: `config.seed`.
+    seed: `papers.replicate_key(config)`: `config.seed`, or the trial for 'class_sets'.
     deviations: `deviations(config)`.
     fingerprint: hash of the config without seed, class, paths and logging keys (runs of one recipe share it).
   """
@@ -104,6 +119,7 @@ class Run:
   seed: int
   deviations: tuple[str, ...]
   fingerprint: str
+  paper_method: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,8 +287,8 @@ def load_run(workdir: str) -> Run:
   summary = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
   return Run(path=workdir, config=config, summary=summary, method=papers.method_key(config),
              dataset=str(config["data"].get("name", "?")), protocol=papers.protocol_key(config),
-             klass=papers.class_key(config), seed=int(config.get("seed", 0)), deviations=tuple(deviations(config)),
-             fingerprint=fingerprint(config))
+             klass=papers.class_key(config), seed=papers.replicate_key(config), deviations=tuple(deviations(config)),
+             fingerprint=fingerprint(config), paper_method=papers.paper_method_key(config))
 
 
 def collect(paths: Iterable[str] | str, *, skipped: list[tuple[str, str]] | None = None) -> list[Run]:
@@ -307,7 +323,7 @@ def fingerprint(config: Mapping[str, Any]) -> str:
   c = _plain(config)
   default = _class_default(c)
   if default is not None:
-    c = _mark_defaults(c, default)
+    c = _mark_defaults(c, default[0])
   for key in (*_NOT_RECIPE, *_NEW_KEY_DEFAULTS):
     *parents, last = key.split(".")
     node = c
@@ -315,20 +331,61 @@ def fingerprint(config: Mapping[str, Any]) -> str:
       node = node.get(p) if isinstance(node, dict) else None
     if isinstance(node, dict) and (key in _NOT_RECIPE or node.get(last) == _NEW_KEY_DEFAULTS[key]):
       node.pop(last, None)
+  if config_value(c, "data.protocol") == "class_sets":  # the digit sets are its class, protocol_seed its trial
+    c["data"].pop("protocol_seed", None)
+    for key in ("normal", "anomalous"):
+      c["data"].get("class_sets", {}).pop(key, None)
   return hashlib.sha1(json.dumps(c, sort_keys=True).encode()).hexdigest()
 
 
-def _class_default(config: dict) -> dict | None:
-  """The default config of a run's class where the recipe depends on the class (`_PER_CLASS_RECIPES`), else None."""
+def _class_default(config: dict) -> tuple[dict, str] | None:
+  """The default config of a run's class where the recipe depends on the class (`_PER_CLASS_RECIPES`), and the
+  config file with its arguments that gives it ('configs/mocca_mvtec.py:category=carpet'); else None.
+
+  A folder in MVTec AD's layout under another name (a generated set) gets the recipe it ran with: the texture recipe
+  if it trained on patches, else the object recipe (configs/mocca_mvtec.py's `recipe` argument).
+  """
   spec = _PER_CLASS_RECIPES.get(config_value(config, "data.name"))
   if spec is None or config.get("method") != "mocca":
     return None
   file, argument, key = spec
+  klass = config_value(config, key)
+  arg = f"{argument}={klass}"
+  if klass not in papers.MVTEC_CATEGORIES:
+    arg += ",recipe=" + ("texture" if config_value(config, "patches.size", 0) else "object")
   from jaxad.config import load_config  # pylint: disable=g-import-not-at-top  (ml_collections only where needed)
   try:
-    return _plain(load_config(os.path.join(_REPO, "configs", f"{file}:{argument}={config_value(config, key)}")))
+    return _plain(load_config(os.path.join(_REPO, "configs", f"{file}:{arg}"))), f"configs/{file}:{arg}"
   except Exception:  # pylint: disable=broad-except  (an unknown class: no default, the run keeps its own values)
     return None
+
+
+def _leaves(config, prefix: str = ""):
+  """(dotted key, value) of every leaf of a config.json dict."""
+  for k, v in config.items():
+    if isinstance(v, dict) and v:
+      yield from _leaves(v, f"{prefix}{k}.")
+    else:
+      yield f"{prefix}{k}", v
+
+
+def _class_default_deviations(config: dict, default: dict, origin: str) -> list[str]:
+  """Every recipe value of `config` that differs from its class's config-file default (`_class_default`, given by
+  `origin`); the keys that are not recipe (`_NOT_RECIPE`) and the boundary (part of the method key) are left out."""
+  skip = (*_NOT_RECIPE, "objective.boundary")
+  missing = object()
+  out = []
+  for key, value in _leaves(config):
+    if any(key == s or key.startswith(s + ".") for s in skip):
+      continue
+    recipe = config_value(default, key, missing)
+    if recipe is missing:
+      out.append(f"{key}={_fmt(value)} (not in the recipe: {origin})")
+    elif not _same(value, recipe):
+      epochs = key.endswith(".epochs") and all(isinstance(v, (int, float)) for v in (value, recipe))
+      how = ("reduced epochs: " if value < recipe else "more epochs: ") if epochs else ""
+      out.append(f"{how}{key}={_fmt(value)} (recipe {_fmt(recipe)}: {origin})")
+  return out
 
 
 def _mark_defaults(config, default):
@@ -354,6 +411,7 @@ def _fmt(v) -> str:
 
 def describe_network(model: Mapping[str, Any]) -> str:
   """'WRN-16-4', 'lenet_cifar10 (rep_dim 128)', 'ResNet26 (resnet26_transferad, adapters)', ... from `config.model`."""
+  model = {**(model.get("kwargs") or {}), **model}  # the frozen backbones keep the size in model.kwargs
   name = model.get("name", "?")
   if name == "wide_resnet":
     return f"WRN-{model.get('depth', '?')}-{model.get('width', '?')}"
@@ -364,13 +422,24 @@ def describe_network(model: Mapping[str, Any]) -> str:
   return str(name)
 
 
-def _source_deviation(config: Mapping[str, Any], by_dataset: Mapping[str, papers.SourceRecipe]) -> list[str]:
-  recipe = by_dataset.get(str(config_value(config, "data.name")))
+def _jaxad_run_above(path: str) -> str | None:
+  """The workdir of the jaxad run a weights folder comes from: the nearest of its three parent folders with a
+  config.json (`<workdir>/source` of configs/pretrain_resnet26_*.py, `<workdir>/checkpoints/train/output`)."""
+  folder = os.path.normpath(path)
+  for _ in range(3):
+    folder = os.path.dirname(folder)
+    if os.path.isfile(os.path.join(folder, "config.json")):
+      return folder
+  return None
+
+
+def _source_deviation(config: Mapping[str, Any], key: str, recipe: papers.SourceRecipe | None) -> list[str]:
+  """How the weights at config key `key` ('transfer.source', 'model.weights') differ from `recipe`'s."""
   if recipe is None:
     return []
-  source = config_value(config, "transfer.source")
+  source = config_value(config, key)
   if source in (None, "", "random"):
-    return [f"random initialisation instead of source weights (transfer.source={source!r}; recipe: {recipe.what})"]
+    return [f"random initialisation instead of source weights ({key}={source!r}; recipe: {recipe.what})"]
   candidates = [source] if os.path.isabs(source) else [os.path.abspath(source), os.path.join(_REPO, source)]
   path = next((p for p in candidates if os.path.isdir(p)), None)
   if path is None:
@@ -379,23 +448,45 @@ def _source_deviation(config: Mapping[str, Any], by_dataset: Mapping[str, papers
   if not any(os.path.exists(os.path.join(path, m)) for m in _ORBAX_MARKERS):
     return [f"source weights {source} hold no Orbax checkpoint: cannot tell whether they are the paper's (recipe: "
             f"{recipe.what})"]
-  beside = os.path.join(os.path.dirname(os.path.normpath(path)), "config.json")
-  if os.path.isfile(beside):  # `<workdir>/source` of a jaxad run (configs/pretrain_resnet26_*.py)
+  run = _jaxad_run_above(path)
+  if run is not None:
     try:
-      with open(beside) as f:
+      with open(os.path.join(run, "config.json")) as f:
         trained = json.load(f)
       what = f"a jaxad {trained.get('method', '?')} run on {config_value(trained, 'data.name', '?')}"
     except (OSError, ValueError, AttributeError):
       what = "a jaxad run"
-    return [f"self-trained source weights {source} ({what}), not the paper's (recipe: {recipe.what})"]
+    shown = os.path.relpath(source, _REPO) if os.path.isabs(source) and source.startswith(_REPO + os.sep) else source
+    return [f"self-trained source weights {shown} ({what}), not the paper's (recipe: {recipe.what})"]
   if not recipe.released:
     return [f"source weights {source} of unknown origin: the paper's were never released (recipe: {recipe.what})"]
   return []
 
 
+def _paper_network_deviation(config: Mapping[str, Any], fact: papers.Fact) -> list[str]:
+  """The network, its input size and its weights against the recipe of `model.paper_network` (default: the run's
+  own `model.name`)."""
+  model = config_value(config, "model", {}) or {}
+  network = model.get("paper_network") or model.get("name")
+  recipe = fact.value.get(network)
+  if recipe is None:
+    return [f"network {describe_network(model)}: not one of the paper's ({', '.join(fact.value)}; {fact.origin})"]
+  out = []
+  if model.get("name") != network:
+    out.append(f"network {describe_network(model)} (recipe {recipe.what}: {fact.origin})")
+  if recipe.input_size and model.get("input_size") != recipe.input_size:
+    out.append(f"network input model.input_size={model.get('input_size')} (recipe {recipe.input_size}: "
+               f"{fact.origin})")
+  for key, value in recipe.config.items():
+    out += _fact_deviation(config, papers.Fact(key, value, f"{fact.origin}, {recipe.what}", "objective"))
+  return out + _source_deviation(config, "model.weights", recipe.weights)
+
+
 def _fact_deviation(config: Mapping[str, Any], fact: papers.Fact) -> list[str]:
   if fact.kind == "source":
-    return _source_deviation(config, fact.value)
+    return _source_deviation(config, fact.key, fact.value.get(str(config_value(config, "data.name"))))
+  if fact.kind == "paper_network":
+    return _paper_network_deviation(config, fact)
   if fact.kind == "network" and isinstance(fact.value, dict):
     model = config_value(config, fact.key, {}) or {}
     if all(_same(model.get(k), v) for k, v in fact.value.items()):
@@ -403,7 +494,7 @@ def _fact_deviation(config: Mapping[str, Any], fact: papers.Fact) -> list[str]:
     recipe = describe_network({**model, **fact.value})
     return [f"network {describe_network(model)} (recipe {recipe}: {fact.origin})"]
   missing = object()
-  value = config_value(config, fact.key, missing)
+  value = config_value(config, fact.key, _NEW_KEY_DEFAULTS.get(fact.key, missing))  # older runs lack newer keys
   if value is missing:
     return [f"{fact.key} missing from config.json (recipe {_fmt(fact.value)}: {fact.origin})"]
   if _same(value, fact.value):
@@ -446,6 +537,9 @@ def deviations(config) -> list[str]:
   config = _plain(config)
   method = str(config.get("method", "?"))
   dataset = str(config_value(config, "data.name", "?"))
+  default = _class_default(config)
+  if default is not None:  # the recipe is the class's config file (MOCCA on MVTec AD): every other value deviates
+    return _class_default_deviations(config, *default)
   out = []
   recipe = papers.RECIPES.get(method)
   if recipe is None:
@@ -455,7 +549,7 @@ def deviations(config) -> list[str]:
                "subsets checked")
   if dataset in papers.DATASET_STAND_INS:
     out.append(papers.DATASET_STAND_INS[dataset][1])
-  order = {"subset": 0, "epochs": 1, "network": 2, "source": 3}
+  order = {"subset": 0, "epochs": 1, "network": 2, "paper_network": 2, "source": 3}
   facts = sorted(applicable_facts(method, dataset), key=lambda f: order.get(f.kind, 4))
   for fact in facts:
     out += _fact_deviation(config, fact)
@@ -466,7 +560,9 @@ def deviations(config) -> list[str]:
 # The table.
 
 
-def _num_classes_of(dataset: str, label_mode: str = "fine") -> int | None:
+def _num_classes_of(dataset: str, label_mode: str = "fine", protocol: str = "one_vs_rest") -> int | None:
+  if protocol == "class_sets":  # tasks, not classes: Andrews et al.'s MNIST-1..4; others are unknown
+    return len(papers.ANDREWS_MNIST_TASKS) if dataset == "mnist" else None
   if dataset == "cifar100":
     return 20 if label_mode == "coarse" else 100
   return _NUM_CLASSES.get(dataset)
@@ -510,7 +606,7 @@ def table(runs: Sequence[Run], metric: str = "auroc", *, split: str = "test",
       parts = key.split("/")
       if len(parts) != 3 or parts[0] != split or parts[2] != metric or (wanted and parts[1] not in wanted):
         continue
-      gkey = (run.dataset, run.protocol, run.method, run.fingerprint, parts[1])
+      gkey = (run.dataset, run.protocol, run.method, run.fingerprint, parts[1])  # fingerprint fixes paper_method
       groups.setdefault(gkey, {}).setdefault(run.klass, []).append((run.seed, 100.0 * value, run))
   if not groups:
     available = sorted({k.split("/")[2] for r in runs for k in r.summary if k.count("/") == 2})
@@ -520,13 +616,15 @@ def table(runs: Sequence[Run], metric: str = "auroc", *, split: str = "test",
   rows = []
   for (dataset, protocol, method, fp, scorer), by_class in sorted(
       groups.items(), key=lambda g: tuple(str(x) for x in g[0])):
-    label_mode = str(config_value(by_class[next(iter(by_class))][0][2].config, "data.label_mode", "fine"))
+    first_run = by_class[next(iter(by_class))][0][2]
+    label_mode = str(config_value(first_run.config, "data.label_mode", "fine"))
+    paper_method = first_run.paper_method or method
     class_rows = []
     for klass in sorted(by_class, key=lambda k: (k is None, k if k is not None else 0)):
       items = by_class[klass]
       values = np.array([v for _, v, _ in items])
       seeds = tuple(sorted(s for s, _, _ in items))
-      pub = papers.lookup(method, scorer, dataset, protocol, klass, metric)
+      pub = papers.lookup(paper_method, scorer, dataset, protocol, klass, metric)
       class_rows.append(Row(
           method=method, scorer=scorer, dataset=dataset, protocol=protocol, klass=klass,
           classes=() if klass is None else (klass,), is_mean=False, metric=metric, n=len(items), seeds=seeds,
@@ -536,7 +634,9 @@ def table(runs: Sequence[Run], metric: str = "auroc", *, split: str = "test",
           workdirs=tuple(r.path for _, _, r in items)))
     rows += class_rows
     classes = sorted(k for k in by_class if k is not None)
-    pub = papers.lookup(method, scorer, dataset, protocol, None, metric)
+    pub = papers.lookup(paper_method, scorer, dataset, protocol, None, metric)
+    if any(isinstance(k, str) and dataset == "mvtec" and k not in papers.MVTEC_CATEGORIES for k in classes):
+      pub = None  # a folder in MVTec AD's layout under another name (a generated set): the paper's mean is not its
     if protocol in _MEAN_PROTOCOLS and classes and (len(classes) >= 2 or pub is not None):
       rows.append(_mean_row(by_class, classes, class_rows, pub, label_mode))
   return rows
@@ -551,11 +651,13 @@ def _mean_row(by_class, classes, class_rows, pub, label_mode) -> Row:
       per_seed_class[k].setdefault(seed, []).append(value)
   common = sorted(set.intersection(*(set(per_seed_class[k]) for k in classes)))
   seed_means = [np.mean([np.mean(per_seed_class[k][s]) for k in classes]) for s in common]
-  total = _num_classes_of(first.dataset, label_mode)
+  total = _num_classes_of(first.dataset, label_mode, first.protocol)
   devs = _union(r.deviations for r in class_rows if r.klass is not None)
   if total is None or len(classes) < total:
+    # Minhas & Zelek print each class and no mean; the other papers' tables average over all classes.
+    paper = "reports each (no mean)" if first.protocol == "anomaly_vs_rest_sample" else "averages over all"
     devs.append(f"classes: {len(classes)} of {total or 'unknown'} ({', '.join(map(str, classes))}); the paper "
-                "averages over all")
+                + paper)
   return Row(
       method=first.method, scorer=first.scorer, dataset=first.dataset, protocol=first.protocol, klass=None,
       classes=tuple(classes), is_mean=True, metric=first.metric, n=len(common), seeds=tuple(common),
@@ -579,10 +681,11 @@ def _paper(r: Row) -> str:
   return "n/a" if r.paper is None else f"{r.paper:.1f}" + (f" ± {r.paper_std:.1f}" if r.paper_std else "")
 
 
-def _legend(metric: str) -> str:
-  return (f"{metric.upper()} in percent: mean ± population std over seeds (n runs, no std below 2; a class mean's std "
-          "and n use the seeds every class has). Paper values and recipes: jaxad/papers.py. A row with any deviation "
-          "is not a reproduction of the paper's number.")
+def _legend(rows: Sequence[Row]) -> str:
+  over = "seeds" if all(r.protocol != "class_sets" for r in rows) else "seeds, or trials for class_sets tasks"
+  return (f"{rows[0].metric.upper()} in percent: mean ± population std over {over} (n runs, no std below 2; a class "
+          "mean's std and n use the seeds every class has). Paper values and recipes: jaxad/papers.py. A row with any "
+          "deviation is not a reproduction of the paper's number.")
 
 
 def markdown(rows: Sequence[Row], *, legend: bool = True) -> str:
@@ -603,7 +706,7 @@ def markdown(rows: Sequence[Row], *, legend: bool = True) -> str:
              r.paper_source or "", "; ".join(r.deviations) or "none"] + ([r.config_id] if with_config else [])
     lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
   if legend:
-    lines += ["", _legend(metric)]
+    lines += ["", _legend(rows)]
   return "\n".join(lines) + "\n"
 
 
@@ -654,8 +757,10 @@ def wide_markdown(rows: Sequence[Row], *, legend: bool = True) -> str:
     all_classes = tuple(k for k in columns if k is not None)
     with_config = len({(m, s) for m, s, _ in groups}) < len(groups)
     head = ([f"{dataset}, {protocol}: method (scorer)"]
-            + [f"class {k}: jaxad / paper" if k is not None else "jaxad / paper" for k in columns]
-            + (["mean of these classes: jaxad / paper"] if with_mean else []) + ["n"]
+            + [f"{_COLUMN_NAMES.get(protocol, 'class')} {k}: jaxad / paper" if k is not None else "jaxad / paper"
+               for k in columns]
+            + ([f"mean of these {'tasks' if protocol == 'class_sets' else 'classes'}: jaxad / paper"] if with_mean
+               else []) + ["n"]
             + (["config"] if with_config else []) + ["deviations"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     numbers: dict[str, int] = {}  # deviation text -> its number in this table's list, in order of first use
@@ -698,7 +803,7 @@ def wide_markdown(rows: Sequence[Row], *, legend: bool = True) -> str:
     blocks.append("\n".join(lines))
   text = "\n\n".join(blocks)
   if legend:
-    text += "\n\n" + _legend(metric)
+    text += "\n\n" + _legend(rows)
   return text + "\n"
 
 

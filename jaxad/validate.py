@@ -359,6 +359,10 @@ def _check_objective(config: ml_collections.ConfigDict) -> None:
   if "nu" in obj:
     _check_real("objective.nu", obj.nu, "(0, 1]",
                 meaning="the share of training images allowed outside the soft boundary's sphere")
+  if "unit_length" in obj and not isinstance(obj.unit_length, bool):
+    raise _error("objective.unit_length", obj.unit_length, "a bool (scale each feature vector to unit length)",
+                 "set --config.objective.unit_length=True (the paper's networks) or False (its GS baseline)",
+                 problem="not valid")
   if "boundary" not in obj:
     return
   from jaxad.methods import hypersphere  # pylint: disable=g-import-not-at-top

@@ -184,3 +184,40 @@ def test_linear_svm_fit_is_sklearns_decision_function():
   for p, nu in enumerate((0.1, 0.5)):
     svm = OneClassSVM(kernel="linear", nu=nu).fit(x.astype(np.float64))
     np.testing.assert_allclose(x @ w[p] + b[p], svm.decision_function(x), rtol=1e-5, atol=1e-6)
+
+
+def test_gs_baseline_is_the_raw_pixels_as_sklearn_scores_them(tmp_path, data_dir):
+  """configs/andrews_gs_mnist.py: the digits' own pixels, not scaled to unit length (the paper's GS row), through the
+  phase's SVMs = sklearn's fit on the raw pixels; `objective.unit_length=True` = sklearn's on unit-length pixels."""
+  from sklearn.metrics import roc_auc_score  # pylint: disable=g-import-not-at-top
+  from sklearn.svm import OneClassSVM  # pylint: disable=g-import-not-at-top
+  summaries, refs = {}, {}
+  for unit in (False, True):
+    config = load_config("andrews_gs_mnist.py", "task=3,runlocal=True", data_dir)
+    assert config.model.name == "greyscale" and config.objective.unit_length is False
+    config.objective.unit_length = unit
+    summaries[unit] = train.train_and_evaluate(config, str(tmp_path / str(unit)))
+    _, srcs = train.build(config)
+    x = {name: np.asarray(srcs[name].batch(np.arange(len(srcs[name])))["image"], np.float64).reshape(
+        len(srcs[name]), -1) for name in ("normal", "test")}
+    if unit:
+      x = {name: v / np.linalg.norm(v, axis=1, keepdims=True) for name, v in x.items()}
+    per_nu = [roc_auc_score(srcs["test"].field("label"), -OneClassSVM(kernel="linear", nu=nu).fit(
+        x["normal"]).decision_function(x["test"])) for nu in config.objective.nus]  # sklearn on the features
+    refs[unit] = float(np.mean(per_nu))
+    saved = json.loads((tmp_path / str(unit) / "ocsvm.json").read_text())["auroc_per_nu"]["GS"]
+    np.testing.assert_allclose(saved, per_nu, atol=2e-3)
+    assert summaries[unit]["test/GS/ocsvm_auroc"] == pytest.approx(refs[unit], abs=2e-3)
+  assert abs(refs[True] - refs[False]) > 0.01  # the scaling matters: the test tells the two apart
+
+
+def test_greyscale_model_is_the_luma_of_colour_images():
+  from jaxad.models import get_model  # pylint: disable=g-import-not-at-top
+  rgb = np.random.default_rng(0).uniform(size=(2, 5, 4, 3)).astype(np.float32)
+  model = get_model("greyscale")()
+  out, feats = model.apply({}, jnp.asarray(rgb))
+  luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+  np.testing.assert_allclose(feats["GS"][..., 0], luma, rtol=1e-6)
+  np.testing.assert_allclose(out, luma.reshape(2, -1), rtol=1e-6)
+  grey = rgb[..., :1]
+  assert model.apply({}, jnp.asarray(grey))[1]["GS"].shape == (2, 5, 4, 1)

@@ -36,6 +36,21 @@ def test_every_category_has_a_valid_recipe(category):
   assert c.objective.distance == "euclidean" and c.keep == "min_loss" and c.data.preprocess == "signed"
 
 
+def test_a_folder_under_another_name_takes_the_recipe_it_names():
+  from jaxad.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  woven = _config("root=/x,category=woven,recipe=texture")
+  carpet = _config("root=/x,category=carpet")
+  woven.data.folder.category = "carpet"
+  assert woven.to_dict() == carpet.to_dict()  # the texture recipe, whatever the folder's name
+  parts = _config("root=/x,category=parts,recipe=object")
+  assert parts.patches.size == 0 and tuple(parts.data.folder.size) == (128, 128)
+  assert tuple(parts.augment.rotation) == (0.0, 0.0)  # not one of the code's rotated objects
+  with pytest.raises(ConfigError, match="recipe='texture' or recipe='object'"):
+    _config("root=/x,category=woven")
+  with pytest.raises(ConfigError, match="recipe must be"):
+    _config("root=/x,category=carpet,recipe=fabric")
+
+
 def test_patch_method_shapes_weight_transfer_and_scorers():
   c = _config("root=/x,category=carpet,runlocal")
   method = hypersphere.method(c, DataSpec((128, 128, 3)))
@@ -65,9 +80,9 @@ def test_patch_method_shapes_weight_transfer_and_scorers():
 
 def test_patch_maximum_beats_whole_image_scoring_on_generated_textures(tmp_path):
   """Painted defects cover a few percent of an image: the worst patch finds them, the patch mean dilutes them."""
-  root = synthetic.write_texture_dataset(str(tmp_path / "mvtec"), "carpet", size=128, num_train=32, num_test_good=12,
+  root = synthetic.write_texture_dataset(str(tmp_path / "mvtec"), "woven", size=128, num_train=32, num_test_good=12,
                                          num_test_defect=6, extent=14)
-  c = _config(f"root={root},category=carpet,boundary=hard,layers=down1+down2+down3+fc1+code,runlocal")
+  c = _config(f"root={root},category=woven,recipe=texture,boundary=hard,layers=down1+down2+down3+fc1+code,runlocal")
   c.patches.update(size=32, per_image=8)  # 16 patches per 128x128 image
   c.pretrain.epochs = c.train.epochs = 4
   summary = train.train_and_evaluate(c, str(tmp_path / "run"))

@@ -153,6 +153,9 @@ def test_per_class_tables_agree_with_the_papers_means():
       means.setdefault(key, []).append(p.value)
     else:
       per_class.setdefault(key, {})[p.klass] = p.value
+  for key in [k for k in per_class if k[-1] in (papers.ANDREWS, papers.MINHAS)]:  # tables without a mean column
+    assert sorted(per_class.pop(key)) == (["MNIST-1", "MNIST-2", "MNIST-3", "MNIST-4"] if key[-1] == papers.ANDREWS
+                                          else list(range(10))), key
   # MOCCA x4 (+ MVTec maxBA and AUC x2), Deecke Table 5 x2 and Table 3 x2, Jezequel Table 3 x2
   assert len(per_class) == 14
   for key, by_class in per_class.items():
@@ -161,6 +164,19 @@ def test_per_class_tables_agree_with_the_papers_means():
     (mean,) = means[key]
     # MOCCA prints MVTec's values to two digits (x100: whole percent), the others to three or one decimal.
     assert abs(np.mean(list(by_class.values())) - mean) <= (0.5 if mvtec else 0.05) + 1e-9, key
+
+
+def test_andrews_and_minhas_values_by_task_and_class():
+  gs = papers.lookup("deep_features/greyscale", "GS", "mnist", "class_sets", "MNIST-3", "ocsvm_auroc")
+  assert (gs.value, gs.std, gs.source) == (43.21, 1.89, "Andrews et al. 2016 Table 3 (GS)")
+  assert papers.lookup("deep_features/vgg_m", "FC6", "mnist", "class_sets", "MNIST-4", "ocsvm_auroc").value == 51.10
+  assert papers.lookup("deep_features/vgg_f", "P5", "mnist", "class_sets", "MNIST-1", "auroc") is None  # over nu only
+  # Table I's columns are plane, car, bird, cat, deer, frog, horse, ship, truck, dog: frog is CIFAR-10's label 6.
+  frog = papers.lookup("finetune/densenet169", "p_anomaly", "cifar10", "anomaly_vs_rest_sample", 6)
+  assert (frog.value, frog.source) == (99.1758, "Minhas & Zelek Table I (DenseNet-169)")
+  assert papers.lookup("finetune/inception_v4", "p_anomaly", "cifar10", "anomaly_vs_rest_sample", 5).value == 93.1945
+  assert papers.lookup("finetune/resnet152", "p_anomaly", "mnist", "anomaly_vs_rest_sample", 9).value == 99.8982
+  assert papers.andrews_task((9, 7, 5, 3, 1), (2,)) == "MNIST-3" and papers.andrews_task((5,), (3,)) is None
 
 
 def test_method_and_protocol_keys():
@@ -190,6 +206,7 @@ def test_deviations_of_a_runlocal_config(ssl_runlocal):
 
 
 @pytest.mark.parametrize("spec", ["ssl_cifar10.py", "mocca_cifar10.py", "mocca_cifar10.py:boundary=hard",
+                                  "andrews_gs_mnist.py:task=4",
                                   "dsvdd_cifar10.py", "deep_sad_cifar10.py", "geotrans_cifar10.py",
                                   "mhrot_cifar10.py:dataset=cifar100", "ssl_cifar100.py", "ssl_ood_cifar10.py"])
 def test_full_recipes_have_no_deviations(spec):
@@ -482,6 +499,15 @@ def test_mvtec_categories_and_shanghaitech_frames_get_the_papers_values(tmp_path
            {"test/hypersphere/max_ba": 0.5}, **{"train.epochs": 3})
   rows = report.table(report.collect(str(tmp_path / "mvtec")), "max_ba", scorers=("hypersphere",))
   assert len({r.config_id for r in rows}) == 2
+  (wood,) = [r for r in rows if r.klass == "wood"]
+  assert wood.deviations == ("reduced epochs: train.epochs=3 (recipe 20: configs/mocca_mvtec.py:category=wood)",)
+  # A generated set under another name: the texture recipe it names, checked value by value; no paper value.
+  woven = _config("mocca_mvtec.py:root=/data/gen,category=woven,recipe=texture")
+  woven["patches"]["size"] = 32
+  _workdir(tmp_path / "gen", "woven", woven, {"test/hypersphere/auroc": 0.7})
+  (row,) = report.table(report.collect(str(tmp_path / "gen")), "auroc", scorers=("hypersphere",))
+  assert (row.klass, row.paper) == ("woven", None)
+  assert row.deviations == ("patches.size=32 (recipe 64: configs/mocca_mvtec.py:category=woven,recipe=texture)",)
   video = _config("mocca_shanghaitech.py:root=/data/shanghaitech,boundary=hard")
   _workdir(tmp_path / "video", "run", video, {"test/hypersphere/auroc": 0.7})
   (row,) = report.table(report.collect(str(tmp_path / "video")), "auroc", scorers=("hypersphere",))
@@ -500,3 +526,64 @@ def test_execution_keys_and_new_defaults_keep_the_fingerprint():
   assert report.fingerprint(now) == report.fingerprint(before)
   now["model"]["dtype"] = "bfloat16"  # other arithmetic: another recipe
   assert report.fingerprint(now) != report.fingerprint(before)
+
+
+def test_andrews_tasks_are_classes_and_trials_are_replicates(tmp_path):
+  """class_sets runs: the MNIST task is the class, the trial (data.protocol_seed) the replicate; one recipe over the
+  four tasks and a mean over them beside the mean of the paper's values; random VGG-F weights are a deviation."""
+  values = {}
+  for t in (1, 2, 3, 4):
+    for trial in (0, 1, 2):
+      values[t, trial] = 0.4 + 0.1 * t + 0.01 * trial
+      _workdir(tmp_path / "gs", f"t{t}_{trial}", _config(f"andrews_gs_mnist.py:task={t},trial={trial}"),
+               {"test/GS/ocsvm_auroc": values[t, trial], "test/GS/ocsvm_auroc_min_nu": 0.1})
+  rows = report.table(report.collect(str(tmp_path / "gs")), "ocsvm_auroc")
+  assert [r.label for r in rows] == ["MNIST-1", "MNIST-2", "MNIST-3", "MNIST-4", "mean (4/4)"]
+  assert len({r.config_id for r in rows}) == 1 and all(r.deviations == () for r in rows)
+  for r in rows[:4]:
+    t = int(r.klass[-1])
+    v = np.array([values[t, k] for k in (0, 1, 2)]) * 100
+    assert r.seeds == (0, 1, 2) and r.mean == pytest.approx(v.mean()) and r.std == pytest.approx(v.std())
+    assert r.paper == papers.lookup("deep_features/greyscale", "GS", "mnist", "class_sets", r.klass,
+                                    "ocsvm_auroc").value
+  text = report.wide_markdown(rows)
+  assert "task MNIST-1: jaxad / paper" in text and "/ 48.8 |" in text  # the mean of GS's four published values
+  vgg = _config("andrews_vggf_mnist.py:task=2,weights=random")
+  _workdir(tmp_path / "vgg", "run", vgg, {"test/P5/ocsvm_auroc": 0.7})
+  (row,) = report.table(report.collect(str(tmp_path / "vgg")), "ocsvm_auroc")
+  assert (row.method, row.klass, row.paper) == ("deep_features/vgg_f", "MNIST-2", 88.33)
+  assert row.deviations[0].startswith("random initialisation instead of source weights (model.weights='';")
+  unit = copy.deepcopy(_config("andrews_gs_mnist.py"))
+  unit["objective"]["unit_length"] = True
+  assert report.deviations(unit) == ["objective.unit_length=True (recipe False: Andrews et al. section 4.1 and "
+                                     "Table 2, GS, the greyscale intensity image)"]
+
+
+def test_a_swapped_network_is_compared_with_the_recipe_it_comes_from(tmp_path):
+  """benchmarks/reproduce_minhas.py's runs: ResNet26 in the DenseNet-169 recipe; a WRN from a jaxad run in VGG-F's."""
+  minhas = _config("minhas_densenet169_cifar10.py:anomaly_class=1,weights=random")
+  minhas["model"].update(name="resnet26_transferad", input_size=32, kwargs={})
+  minhas["train"]["epochs"] = 3
+  run = report.load_run(str(_workdir(tmp_path, "m", minhas, {"test/p_anomaly/auroc": 0.88})))
+  assert (run.method, run.paper_method, run.klass) == ("finetune/resnet26_transferad", "finetune/densenet169", 1)
+  assert [d.split(" (")[0] for d in run.deviations] == [
+      "reduced epochs: train.epochs=3", "network ResNet26", "network input model.input_size=32",
+      "random initialisation instead of source weights"]
+  (row,) = report.table([run], "auroc")  # one class and no published mean: no mean row
+  assert (row.paper, row.paper_source) == (99.8933, "Minhas & Zelek Table I (DenseNet-169)")
+  converted = tmp_path / "weights" / "densenet169_keras"  # the converter's Orbax checkpoint
+  converted.mkdir(parents=True)
+  (converted / "_CHECKPOINT_METADATA").write_text("{}")
+  full = _config(f"minhas_densenet169_cifar10.py:anomaly_class=1,weights={converted}")
+  assert report.deviations(full) == []
+  # Weights from a jaxad run's phase output (`<workdir>/checkpoints/train/output`) are self-trained.
+  source = tmp_path / "ssl_run"
+  (source / "checkpoints" / "train" / "output").mkdir(parents=True)
+  (source / "checkpoints" / "train" / "output" / "_METADATA").write_text("{}")
+  (source / "config.json").write_text(json.dumps({"method": "ssl_multitask", "data": {"name": "cifar10"}}))
+  wrn = _config("andrews_vggf_mnist.py:task=1,weights=random")
+  wrn["model"].update(name="wide_resnet", input_size=32, weights=str(source / "checkpoints" / "train" / "output"),
+                      kwargs={"depth": 10, "width": 1})
+  devs = report.deviations(wrn)
+  assert devs[0] == "network WRN-10-1 (recipe VGG-F: Andrews et al. section 4.1 and Table 2)"
+  assert devs[-1].startswith("self-trained source weights") and "(a jaxad ssl_multitask run on cifar10)" in devs[-1]

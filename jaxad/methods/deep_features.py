@@ -4,8 +4,9 @@ Method = [Fit('ocsvm'): the network's weights and one linear one-class nu-SVM pe
 per layer. The backbone is any jaxad model (`jaxad.models.backbones`: MatConvNet VGG-F / VGG-M,
 the ImageNet nets, a ResNet26 source, a trained WRN, the Male-5045 auxiliary classifier), with the weights and input
 scaling `config.model` names. 'ocsvm' runs the backbone over the 'normal' source, scales each layer's flattened
-activations to unit L2 norm and fits scikit-learn's `OneClassSVM(kernel='linear', nu=nu)` for every nu of
-`objective.nus` (the paper: 21 values evenly spaced in [0.01, 0.99]); a linear SVM is a vector w and an offset b
+activations to unit L2 norm (`objective.unit_length`, default True; False leaves them as they are, as the paper's GS
+row of raw pixels, configs/andrews_gs_mnist.py) and fits scikit-learn's `OneClassSVM(kernel='linear', nu=nu)` for
+every nu of `objective.nus` (the paper: 21 values evenly spaced in [0.01, 0.99]); a linear SVM is a vector w and an offset b
 (`decision = <x, w> + b`), saved with the phase, so scoring is one jitted matrix product and survives a restart.
 
 Scorer `<layer>` (kind 'nu_scores') gives [B, P]: `-(<x, w_p> + b_p)` for each of the P nus, higher = more anomalous.
@@ -23,7 +24,6 @@ References:
 
 from __future__ import annotations
 
-import sys
 import time
 
 import jax
@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxad import parallel
 from jaxad.errors import ConfigError
 from jaxad.methods.base import FitPhase, Method, Output, Scorer
 from jaxad.models import backbones, compute_kwargs
@@ -38,9 +39,14 @@ from jaxad.models import backbones, compute_kwargs
 DEFAULT_NUS = tuple(float(v) for v in np.linspace(0.01, 0.99, 21))
 
 
+def flat_features(features: jax.Array) -> jax.Array:
+  """[B, ...] -> [B, D] float32."""
+  return features.reshape(features.shape[0], -1).astype(jnp.float32)
+
+
 def unit_features(features: jax.Array) -> jax.Array:
   """[B, ...] -> [B, D]: flattened and scaled to unit L2 norm (all-zero rows stay zero)."""
-  x = features.reshape(features.shape[0], -1).astype(jnp.float32)
+  x = flat_features(features)
   norm = jnp.linalg.norm(x, axis=1, keepdims=True)
   return x / jnp.where(norm > 0, norm, 1.0)
 
@@ -85,9 +91,12 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
     raise ConfigError(f"objective.layers {missing} are not features of model {config.model.name!r}; it has "
                       f"{sorted(sample_features)}.")
 
+  # The paper rescales the networks' features to unit length, not its GS baseline (configs/andrews_gs_mnist.py).
+  scale = unit_features if config.objective.get("unit_length", True) else flat_features
+
   def features(variables, batch):
     _, feats = backbone.apply(variables, batch["image"])
-    return {name: unit_features(feats[name]) for name in layers}
+    return {name: scale(feats[name]) for name in layers}
 
   def fit_ocsvm(ctx) -> Output:  # the phase output keeps the weights it scored with beside the SVMs
     variables = backbone.variables
@@ -98,9 +107,9 @@ def method(config: ml_collections.ConfigDict, spec) -> Method:
       t1 = time.perf_counter()
       w, b = fit_linear_ocsvm(normal[name], nus)
       extra[name] = {"w": w, "b": b}
-      print(f"[jaxad] ocsvm: {name} ({w.shape[1]}-d, {len(normal[name])} images, {len(nus)} nus) fitted in "
-            f"{time.perf_counter() - t1:.1f} s.", file=sys.stderr, flush=True)
-    print(f"[jaxad] ocsvm: features and SVMs in {time.perf_counter() - t0:.1f} s.", file=sys.stderr, flush=True)
+      parallel.log(f"ocsvm: {name} ({w.shape[1]}-d, {len(normal[name])} images, {len(nus)} nus) fitted in "
+                   f"{time.perf_counter() - t1:.1f} s.")
+    parallel.log(f"ocsvm: features and SVMs in {time.perf_counter() - t0:.1f} s.")
     return Output(variables, extra)
 
   def nu_scores(variables, extra, batch):

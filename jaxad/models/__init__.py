@@ -16,8 +16,8 @@ import functools
 import jax.numpy as jnp
 
 from jaxad.errors import ConfigError
-from jaxad.models import (densenet, face_cnn, inception, lenet, mocca_resnet, resnet26, resnet_imagenet, vgg,
-                          video_ae, wide_resnet)
+from jaxad.models import (densenet, face_cnn, greyscale, inception, lenet, mocca_resnet, resnet26, resnet_imagenet,
+                          vgg, video_ae, wide_resnet)
 
 MODELS = {
     "lenet_cifar10": lenet.lenet_cifar10,
@@ -31,6 +31,7 @@ MODELS = {
     "vgg_f": vgg.vgg_f,
     "vgg_m": vgg.vgg_m,
     "male5045": face_cnn.male5045,
+    "greyscale": greyscale.Greyscale,  # Andrews et al.'s GS baseline: the image itself, no parameters
     "densenet169": densenet.densenet169,  # weights='torchvision' (default) or 'keras': the layouts of the two files
     "resnet152": resnet_imagenet.resnet152,  # idem
     "inception_v3": inception.inception_v3,  # variant='torchvision' (default) or 'keras'
