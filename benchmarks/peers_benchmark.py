@@ -25,7 +25,9 @@ run in alternating rounds, the order rotating each round, each round timing `--s
 for dsvdd_epoch) after one untimed warm-up call. Before every round the 1-minute load average is recorded (this
 process adds about its thread count to it), and during it `others_cores`: the cores other processes kept busy
 (/proc/stat minus this process's CPU time). Rounds with `others_cores` above `--max_others_cores` are not counted;
-when no round of a variant is clean the median of all is reported and flagged `all_rounds_disturbed`.
+when no round of a variant is clean the median of all is reported and flagged `all_rounds_disturbed`. jaxad's
+processes set the XLA flags `jaxad.main` would for the workload's model family (`WORKLOAD_MODELS`,
+`jaxad.xla_flags.FAMILY_FLAGS`; a user's XLA_FLAGS win), recorded per variant as `xla_flags`.
 
 FLOPs per image are analytic (2 per multiply-add of every conv and dense layer; BN, activations, pooling left out),
 training = 3x forward (forward, input gradient, weight gradient; an upper bound for ADRA, whose frozen kernels
@@ -255,6 +257,9 @@ def dsvdd_epoch(args) -> Workload:
                          "flops_forward": "mean of the AE's and the encoder's forward"})
 
 
+# The model each workload's jaxad side trains (for its family's XLA flags, `jaxad.xla_flags.FAMILY_FLAGS`).
+WORKLOAD_MODELS = {"lenet_ae": "lenet_cifar10", "lenet_encoder": "lenet_cifar10", "adib": "resnet26_transferad",
+                   "adra": "resnet26_transferad", "wrn": "wide_resnet", "dsvdd_epoch": "lenet_cifar10"}
 BUILDERS = {"lenet_ae": lambda a: lenet("ae", a), "lenet_encoder": lambda a: lenet("encoder", a),
             "adib": lambda a: transfer("adib", a), "adra": lambda a: transfer("adra", a), "wrn": wrn,
             "dsvdd_epoch": dsvdd_epoch}
@@ -341,9 +346,10 @@ def _serve(name: str, variant: str, args: dict, conn) -> None:
   """The child of `_IsolatedVariant`: builds workload `name`, then runs its `variant` on request until told None."""
   sys.path[:0] = [HERE, REPO]
   from jaxad import xla_flags  # pylint: disable=g-import-not-at-top
-  xla_flags.apply_cpu_defaults()  # as jaxad.main does, before jax is imported
+  xla_flags.apply_cpu_defaults(WORKLOAD_MODELS.get(name, ""))  # as jaxad.main does for the workload's model family
   try:
     w = BUILDERS[name](argparse.Namespace(**args))
+    w.facts.setdefault(variant, {})["xla_flags"] = os.environ.get("XLA_FLAGS", "")  # this variant process's flags
     run = w.variants[variant]
     conn.send(("ready", dataclasses.replace(w, variants={variant: None})))
   except Exception:  # pylint: disable=broad-except
@@ -416,8 +422,9 @@ def main(argv=None):
 
   baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   sys.path.insert(0, REPO)
-  from jaxad import xla_flags  # pylint: disable=g-import-not-at-top
-  xla_flags.apply_cpu_defaults()  # as jaxad.main does, before jax is imported
+  if not args.isolate:  # one process for every family: the default flags (isolated variants set their family's)
+    from jaxad import xla_flags  # pylint: disable=g-import-not-at-top
+    xla_flags.apply_cpu_defaults()
   import jax  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
 

@@ -19,7 +19,6 @@ from jaxad import config as jaxad_config
 from jaxad import xla_flags
 from jaxad.errors import Preempted, UserError
 
-xla_flags.apply_cpu_defaults()  # before anything imports jax
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file, optionally ':args'.",
                                           lock_config=True)
@@ -92,6 +91,7 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint write at INFO
   if _MODE.value == "predict":  # the trained workdir holds the config; --config is not needed
+    xla_flags.apply_cpu_defaults()
     if not _IMAGES.value:
       _fail("--mode=predict needs --images=PATH (a folder of images, one image file or an .npz).")
     from jaxad import predict  # pylint: disable=g-import-not-at-top
@@ -113,6 +113,8 @@ def main(argv):
   if not isinstance(config, ml_collections.ConfigDict):
     _fail(f"config file {config_file.split(':', 1)[0]}: get_config returned {type(config).__name__}, not an "
           "ml_collections.ConfigDict; end it with `return config`.")
+  # The model family's XLA flags, before the first computation (loading the config imported jax, which is fine).
+  xla_flags.apply_cpu_defaults(str(config.get("model", {}).get("name", "") or ""))
   from jaxad import parallel, train  # pylint: disable=g-import-not-at-top  (after flag parsing: fast --help)
   try:
     parallel.initialize(config.get("multihost", False))
