@@ -38,8 +38,6 @@ CONFIG_FILE = "jaxad_config.json"
 _MANIFEST_FORMAT = "jaxad-checkpoint-manifest/1"
 
 
-
-
 def _sha256(path: str) -> str:
   h = hashlib.sha256()
   with open(path, "rb") as f:

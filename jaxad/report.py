@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -70,6 +71,9 @@ _NOT_RECIPE = ("seed", "data.normal_class", "data.normal_classes", "data.data_di
                "threshold", "log_every_steps", "checkpoint_every_epochs", "multihost", "data.folder.root",
                "data.folder.category", "data.video.root", "data.video.cache_dir",
                "sweep", "model.remat")  # how a run executes (tasks in one program, recomputed activations), not what
+# Per protocol, more keys that are a run's class or replicate: class_sets' digit sets are its task (the class) and
+# its protocol_seed the trial (the replicate, `papers.replicate_key`).
+_NOT_RECIPE_BY_PROTOCOL = {"class_sets": ("data.protocol_seed", "data.class_sets.normal", "data.class_sets.anomalous")}
 # Keys added after runs were recorded, left out of the fingerprint at their default so that older runs (whose
 # config.json lacks them) share a fingerprint with new runs of the same recipe.
 _NEW_KEY_DEFAULTS = {"model.dtype": "float32", "objective.unit_length": True}
@@ -319,22 +323,20 @@ def _plain(config) -> dict:
 
 
 def fingerprint(config: Mapping[str, Any]) -> str:
-  """sha1 of the config without the keys in `_NOT_RECIPE`: runs that differ only by seed or class share it."""
+  """sha1 of the config without the keys in `_NOT_RECIPE` (and its protocol's `_NOT_RECIPE_BY_PROTOCOL`): runs that
+  differ only by seed or class share it."""
   c = _plain(config)
   default = _class_default(c)
   if default is not None:
     c = _mark_defaults(c, default[0])
-  for key in (*_NOT_RECIPE, *_NEW_KEY_DEFAULTS):
+  not_recipe = (*_NOT_RECIPE, *_NOT_RECIPE_BY_PROTOCOL.get(config_value(c, "data.protocol"), ()))
+  for key in (*not_recipe, *_NEW_KEY_DEFAULTS):
     *parents, last = key.split(".")
     node = c
     for p in parents:
       node = node.get(p) if isinstance(node, dict) else None
-    if isinstance(node, dict) and (key in _NOT_RECIPE or node.get(last) == _NEW_KEY_DEFAULTS[key]):
+    if isinstance(node, dict) and (key in not_recipe or node.get(last) == _NEW_KEY_DEFAULTS[key]):
       node.pop(last, None)
-  if config_value(c, "data.protocol") == "class_sets":  # the digit sets are its class, protocol_seed its trial
-    c["data"].pop("protocol_seed", None)
-    for key in ("normal", "anomalous"):
-      c["data"].get("class_sets", {}).pop(key, None)
   return hashlib.sha1(json.dumps(c, sort_keys=True).encode()).hexdigest()
 
 
@@ -353,9 +355,17 @@ def _class_default(config: dict) -> tuple[dict, str] | None:
   arg = f"{argument}={klass}"
   if klass not in papers.MVTEC_CATEGORIES:
     arg += ",recipe=" + ("texture" if config_value(config, "patches.size", 0) else "object")
+  default = _load_default(f"{file}:{arg}")
+  return None if default is None else (default, f"configs/{file}:{arg}")
+
+
+@functools.lru_cache(maxsize=None)
+def _load_default(spec: str) -> dict | None:
+  """`configs/<spec>` as plain data, loaded once per report (a run's fingerprint and deviations both read it; read
+  only, never changed); None where it does not load."""
   from jaxad.config import load_config  # pylint: disable=g-import-not-at-top  (ml_collections only where needed)
   try:
-    return _plain(load_config(os.path.join(_REPO, "configs", f"{file}:{arg}"))), f"configs/{file}:{arg}"
+    return _plain(load_config(os.path.join(_REPO, "configs", spec)))
   except Exception:  # pylint: disable=broad-except  (an unknown class: no default, the run keeps its own values)
     return None
 

@@ -115,9 +115,9 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, mode: str = "t
           if output_exists(out_dirs[t]):
             outputs[t][phase.name] = restore_output(out_dirs[t])
             continue
+          task_predict = lambda fn, v, src, s=sources: predict(fn, v, s[src] if isinstance(src, str) else src)
           ctx = FitContext(previous=dict(outputs[t]), sources=sources, rng=train.fit_key(seed, index),
-                           workdir=dirs[t],
-                           predict=lambda fn, v, src, s=sources: predict(fn, v, s[src] if isinstance(src, str) else src))
+                           workdir=dirs[t], predict=task_predict)
           _save(out_dirs[t], task_method.phases[index].fit(ctx), configs[t], outputs[t], phase.name)
       else:
         trained = _train_phase(config, workdir, phase, ordinal, tasks, [s for _, s in built], outputs, mesh, stop,

@@ -5,8 +5,9 @@ On jaxlib 0.10 CPU, convolutions go through YNNPACK; fusing it per dot instead o
 LeNet autoencoder and encoder steps (benchmarks/lenet_throughput.py, which also measures the levers that lost there:
 adding YNN's eltwise,reduce fusion -15-17%, XLA's oneDNN thunks -4-6%, no tree reductions -8%). The same
 eltwise,reduce fusion speeds the residual nets up (benchmarks/peers_benchmark.py: ResNet26 ADIB x1.62, ADRA x1.54,
-WRN-16-4 x1.19, for about twice XLA's temporaries; README), so `FAMILY_FLAGS` gives it to those families alone: `jaxad.main` applies the flags of `config.model.name` once the config is loaded. Only CPU compilations read
-these flags. A user's own XLA_FLAGS win, and JAXAD_XLA_CPU_DEFAULTS=0 turns this off.
+WRN-16-4 x1.19, for about twice XLA's temporaries; README), so `FAMILY_FLAGS` gives it to those families alone:
+`jaxad.main` applies the flags of `config.model.name` once the config is loaded. Only CPU compilations read these
+flags. A user's own XLA_FLAGS win, and JAXAD_XLA_CPU_DEFAULTS=0 turns this off.
 """
 
 import os

@@ -6,8 +6,9 @@ the ImageNet nets, a ResNet26 source, a trained WRN, the Male-5045 auxiliary cla
 scaling `config.model` names. 'ocsvm' runs the backbone over the 'normal' source, scales each layer's flattened
 activations to unit L2 norm (`objective.unit_length`, default True; False leaves them as they are, as the paper's GS
 row of raw pixels, configs/andrews_gs_mnist.py) and fits scikit-learn's `OneClassSVM(kernel='linear', nu=nu)` for
-every nu of `objective.nus` (the paper: 21 values evenly spaced in [0.01, 0.99]); a linear SVM is a vector w and an offset b
-(`decision = <x, w> + b`), saved with the phase, so scoring is one jitted matrix product and survives a restart.
+every nu of `objective.nus` (the paper: 21 values evenly spaced in [0.01, 0.99]); a linear SVM is a vector w and an
+offset b (`decision = <x, w> + b`), saved with the phase, so scoring is one jitted matrix product and survives a
+restart.
 
 Scorer `<layer>` (kind 'nu_scores') gives [B, P]: `-(<x, w_p> + b_p)` for each of the P nus, higher = more anomalous.
 The 'ocsvm' evaluator reports `<split>/<layer>/ocsvm_auroc`, the AUROC averaged over the P nus (the paper's number),
