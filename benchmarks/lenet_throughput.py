@@ -26,6 +26,10 @@ VARIANTS = {
     "ynn_dot_eltwise_reduce": _YNN + "individual_dot,eltwise,reduce",
     "ynn_dot+onednn": _YNN + "individual_dot --xla_cpu_use_onednn=true",
     "ynn_dot+no_tree_reduction": _YNN + "individual_dot --xla_disable_hlo_passes=tree_reduction_rewriter",
+    # Convolutions through another library than XLA's default (Eigen): YNNPACK, XNNPACK or oneDNN.
+    "ynn_dot+ynn_conv": _YNN + "individual_dot,individual_convolution",
+    "ynn_dot+xnn_conv": _YNN + "individual_dot --xla_cpu_experimental_xnn_fusion_type=individual_convolution",
+    "ynn_dot+onednn_conv": _YNN + "individual_dot --xla_cpu_experimental_onednn_fusion_type=individual_convolution",
     # Not a flag: jaxad's default flags with flax's nn.max_pool in place of the LeNets' `layers.max_pool_2x2`.
     "ynn_dot+flax_max_pool": _YNN + "individual_dot",
 }

@@ -1,13 +1,14 @@
 """XLA flags jaxad sets for CPU runs, per model family; call `apply_cpu_defaults(model_name)` before JAX's first
 computation (importing jax is fine: XLA reads XLA_FLAGS when its backend starts, at the first computation).
 
-On jaxlib 0.10 CPU, convolutions go through YNNPACK; fusing it per dot instead of per region gave +30-32% on the
+On jaxlib 0.10 CPU, XLA can hand dots, convolutions and fusions to YNNPACK; handing it each dot gave +30-32% on the
 LeNet autoencoder and encoder steps (benchmarks/lenet_throughput.py, which also measures the levers that lost there:
-adding YNN's eltwise,reduce fusion -15-17%, XLA's oneDNN thunks -4-6%, no tree reductions -8%). The same
-eltwise,reduce fusion speeds the residual nets up (benchmarks/peers_benchmark.py: ResNet26 ADIB x1.62, ADRA x1.54,
-WRN-16-4 x1.19, for about twice XLA's temporaries; README), so `FAMILY_FLAGS` gives it to those families alone:
-`jaxad.main` applies the flags of `config.model.name` once the config is loaded. Only CPU compilations read these
-flags. A user's own XLA_FLAGS win, and JAXAD_XLA_CPU_DEFAULTS=0 turns this off.
+adding YNN's eltwise,reduce fusion -15-17%, XLA's oneDNN thunks -4-6%, no tree reductions -8%, YNN's convolutions
+-45-51%; XNNPACK's and oneDNN's convolution fusions within 2%). The same eltwise,reduce fusion speeds the residual
+nets up (benchmarks/peers_benchmark.py: ResNet26 ADIB x1.62, ADRA x1.54, WRN-16-4 x1.19, for about twice XLA's
+temporaries; README), so `FAMILY_FLAGS` gives it to those families alone: `jaxad.main` applies the flags of
+`config.model.name` once the config is loaded. Only CPU compilations read these flags. A user's own XLA_FLAGS win,
+and JAXAD_XLA_CPU_DEFAULTS=0 turns this off.
 """
 
 import os

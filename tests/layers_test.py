@@ -49,6 +49,56 @@ def test_variance_survives_a_large_mean():
   assert np.max(np.abs(fast - x.var(0)) / x.var(0)) > 1e-2
 
 
+def test_batch_norm_train_gradients_equal_autodiff_and_torch():
+  """The written-out backward pass against JAX's autodiff of the plain formula (cotangents on all three outputs),
+  and the gradients through y against torch's BatchNorm2d (the image x channel layout moved)."""
+  rng = np.random.default_rng(3)
+  x = rng.normal(0.5, 2.0, (6, 5, 4, 3)).astype(np.float32)
+  scale, bias = rng.normal(1.0, 0.3, 3).astype(np.float32), rng.normal(0.0, 0.3, 3).astype(np.float32)
+  g, g_mean, g_var = (rng.normal(size=s).astype(np.float32) for s in ((6, 5, 4, 3), 3, 3))
+
+  def plain(x, scale, bias):
+    mean = jnp.mean(x, (0, 1, 2))
+    var = jnp.mean(jnp.square(x - mean), (0, 1, 2))
+    return (x - mean) / jnp.sqrt(var + 1e-3) * scale + bias, mean, var
+
+  outs, vjp = jax.vjp(lambda *a: layers.batch_norm_train(*a, 1e-3), x, scale, bias)
+  ref_outs, ref_vjp = jax.vjp(plain, x, scale, bias)
+  for a, b in zip(outs, ref_outs):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  for a, b in zip(vjp((g, g_mean, g_var)), ref_vjp((g, g_mean, g_var))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+  tx = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+  bn = torch.nn.BatchNorm2d(3, eps=1e-3)
+  with torch.no_grad():
+    bn.weight.copy_(torch.tensor(scale))
+    bn.bias.copy_(torch.tensor(bias))
+  bn(tx).backward(torch.tensor(g.transpose(0, 3, 1, 2)))
+  dx, d_scale, d_bias = vjp((g, np.zeros(3, np.float32), np.zeros(3, np.float32)))
+  np.testing.assert_allclose(dx, tx.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(d_scale, bn.weight.grad.numpy(), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(d_bias, bn.bias.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('shape,padding', [((3, 4, 4, 8), ((2, 2), (2, 2))), ((2, 5, 7, 3), ((1, 3), (0, 2)))])
+def test_patch_conv_equals_flax_conv_and_transpose(shape, padding):
+  """Values and gradients of `PatchConv` against nn.Conv and the stride-1 nn.ConvTranspose on the same kernel."""
+  x = jnp.asarray(np.random.default_rng(4).normal(size=shape).astype(np.float32))
+  patch = layers.PatchConv(6, (5, 5), padding)
+  params = patch.init(jax.random.key(0), x)
+  for ref in (nn.Conv(6, (5, 5), padding=padding, use_bias=False),
+              nn.ConvTranspose(6, (5, 5), padding=padding, use_bias=False)):
+    assert jax.tree.map(jnp.shape, ref.init(jax.random.key(0), x)) == jax.tree.map(jnp.shape, params)
+
+    def loss(p, x, model):
+      return jnp.sum(jnp.sin(model.apply(p, x)))
+
+    np.testing.assert_allclose(patch.apply(params, x), ref.apply(params, x), rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.grad(loss, (0, 1))(params, x, patch), jax.grad(loss, (0, 1))(params, x, ref)):
+      np.testing.assert_allclose(jax.tree.leaves(a)[0], jax.tree.leaves(b)[0], rtol=1e-4, atol=1e-5)
+
+
 def _tied_images(shape, seed):
   return np.random.default_rng(seed).integers(0, 3, size=shape).astype(np.float32)  # most windows hold ties
 

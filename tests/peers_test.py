@@ -160,12 +160,15 @@ def test_training_steps_equal_jaxad(kind, weight_decay):
   lr = phase.optim.lr
   twin = lenet_torch.LeNetAE() if kind == "ae" else lenet_torch.LeNetEncoder()
   lenet_torch.load_jaxad_params(twin, state.variables)
-  center = torch.from_numpy(np.array(state.extra["centers"]["code"])) if kind == "encoder" else None
+  # The twin computes in float64, the exact reference: PyTorch's own float32 gradient of the AE's first step is 1.6e-3
+  # (relative L2) from its float64 one, jaxad's 4.6e-6, so a float32 twin would measure PyTorch's rounding.
+  twin.double()
+  center = torch.from_numpy(np.array(state.extra["centers"]["code"], np.float64)) if kind == "encoder" else None
   step = jax.jit(train.make_train_step(phase, 25, jax.random.key(2)))
   twin_step = lenet_torch.train_step(twin, kind, center=center, lr=lr, weight_decay=weight_decay)
   for i in range(3):
     state, metrics = step(state, {"image": x})
-    loss = twin_step(_nchw(x))
+    loss = twin_step(_nchw(x).double())
     assert abs(float(metrics["loss"]) - loss) <= 1e-4 * loss, (i, float(metrics["loss"]), loss)
     if i == 0:
       # After the step, .grad holds its gradient (before the decay), as jaxad's grad_norm.
@@ -174,10 +177,11 @@ def test_training_steps_equal_jaxad(kind, weight_decay):
       # Adam's first update is lr * (g + wd p) / |g + wd p| per weight: the same sign everywhere but where the sum
       # is at float32 noise level (a weight or two in 10^6).
       assert np.mean(_lr_units(twin, state.variables, lr) > 0.5) < 1e-5
-  # Later updates divide by sqrt(v), which amplifies the frameworks' float32 gradient differences where a gradient
-  # is small: most weights still agree to 1/100 of a step (Adam's arithmetic itself: test_adam_equals_torch).
+  # Later updates divide by sqrt(v), which amplifies float32 rounding where a gradient is small: most weights still
+  # agree to 1/100 of a step (Adam's arithmetic itself: test_adam_equals_torch). Measured after 3 AE steps: jaxad
+  # median 0.005 and 0.11% of weights over 1/4 step from the float64 twin; PyTorch's float32 twin 0.013 and 0.61%.
   diff = _lr_units(twin, state.variables, lr)
-  assert np.median(diff) < 0.01 and np.mean(diff > 0.25) < 1e-3, (np.median(diff), np.mean(diff > 0.25))
+  assert np.median(diff) < 0.01 and np.mean(diff > 0.25) < 2e-3, (np.median(diff), np.mean(diff > 0.25))
 
 
 @pytest.mark.parametrize("weight_decay", [0.5e-6, 50.0])

@@ -115,7 +115,9 @@ def test_bf16_close_to_fp32_with_fp32_params_stats_and_outputs(family):
   if dense_in_dtype:
     assert used16["dot_general"] <= {"bfloat16"}
   train16 = _primitive_dtypes(lambda v, x: m16.apply(v, x, train=True, mutable=["batch_stats"]), shapes, x)
-  assert train16["reduce_sum"] == {"float32"}, train16["reduce_sum"]
+  # BatchNorm sums as float32 matvecs (layers._channel_sum); other sums (pooling means) reduce in float32.
+  assert "float32" in train16["dot_general"] - (used16["dot_general"] if dense_in_dtype else set())
+  assert train16["reduce_sum"] <= {"float32"}, train16["reduce_sum"]
 
   @jax.jit
   def run(variables, x):

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxad.models.layers import BatchNorm, max_pool_2x2
+from jaxad.models.layers import BatchNorm, PatchConv, max_pool_2x2
 
 _SLOPE = 0.01  # PyTorch's F.leaky_relu default, used by both papers' code.
 # torch.nn.init.calculate_gain('leaky_relu') uses slope 0.01 too: sqrt(2 / (1 + 0.01^2)).
@@ -87,12 +87,15 @@ def _upsample(x):  # F.interpolate(scale_factor=2), nearest
   return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
-def _deconv(features: int, torch_padding: int, kernel_init, name: str, dtype: Any = None) -> nn.ConvTranspose:
-  # A stride-1 PyTorch ConvTranspose2d(k=5, padding=p) changes the size by 4 - 2p; flax pads the input itself,
-  # so the same geometry is flax padding k - 1 - p on each side.
-  pad = 5 - 1 - torch_padding
-  return nn.ConvTranspose(features, (5, 5), padding=((pad, pad), (pad, pad)), use_bias=False,
-                          kernel_init=kernel_init, dtype=dtype, name=name)
+def _deconv(features: int, torch_padding: int, kernel_init, name: str, dtype: Any = None, by_patches: bool = False):
+  """A stride-1 PyTorch ConvTranspose2d(k=5, padding=p, bias=False): it changes the size by 4 - 2p; flax pads the
+  input itself, so the same geometry is flax padding k - 1 - p on each side. `by_patches`: the same function and
+  parameter as `layers.PatchConv`, for inputs smaller than the kernel."""
+  pad = ((5 - 1 - torch_padding,) * 2,) * 2
+  if by_patches:
+    return PatchConv(features, (5, 5), pad, kernel_init=kernel_init, dtype=dtype, name=name)
+  return nn.ConvTranspose(features, (5, 5), padding=pad, use_bias=False, kernel_init=kernel_init, dtype=dtype,
+                          name=name)
 
 
 class LeNetEncoder(nn.Module):
@@ -146,7 +149,7 @@ class LeNetCifarAE(nn.Module):
     h = _lrelu(h)
     first_init = torch_default_transpose if self.variant == "mocca" else xavier_lrelu
     for i, (ch, init) in enumerate(((128, first_init), (64, xavier_lrelu), (32, xavier_lrelu)), start=1):
-      h = _deconv(ch, 2, init, f"deconv{i}", dt)(h)
+      h = _deconv(ch, 2, init, f"deconv{i}", dt, by_patches=i == 1)(h)  # deconv1 reads 4x4 maps
       h = _upsample(_lrelu(_bn(train, f"bn_deconv{i}", dt)(h)))
     h = _deconv(x.shape[-1], 2, xavier_lrelu, "deconv4", dt)(h)
     return float32_outputs((nn.sigmoid(h), features))
