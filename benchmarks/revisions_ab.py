@@ -23,6 +23,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 
+def _git(*args: str) -> str:
+  """`git -C REPO <args>`'s stdout, stripped; raises where git fails."""
+  return subprocess.run(["git", "-C", REPO, *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def child(root: str, name: str, steps: int) -> dict:
   """img/s of jaxad's `name` workload from the tree at `root`."""
   sys.path[:0] = [os.path.join(root, "benchmarks"), root]
@@ -61,17 +66,12 @@ def main():
     return
   if not args.base:
     parser.error("--base is required: the git revision to compare this working tree with, e.g. --base=HEAD")
-  base = subprocess.run(["git", "-C", REPO, "rev-parse", args.base], capture_output=True, text=True,
-                        check=True).stdout.strip()
-  head = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True, text=True,
-                        check=True).stdout.strip()
-  dirty = bool(subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
-                              capture_output=True, text=True, check=True).stdout.strip())
+  base, head = _git("rev-parse", args.base), _git("rev-parse", "HEAD")
+  dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
   names = [n for n in args.workloads.split(",") if n]
   with tempfile.TemporaryDirectory() as tmp:
     base_tree = os.path.join(tmp, "base")
-    subprocess.run(["git", "-C", REPO, "worktree", "add", "--detach", base_tree, base], check=True,
-                   capture_output=True)
+    _git("worktree", "add", "--detach", base_tree, base)
     trees = {"base": base_tree, "this": REPO}
     log = {name: {"base": [], "this": []} for name in names}
     try:
