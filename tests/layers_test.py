@@ -99,6 +99,57 @@ def test_patch_conv_equals_flax_conv_and_transpose(shape, padding):
       np.testing.assert_allclose(jax.tree.leaves(a)[0], jax.tree.leaves(b)[0], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize('kernel,strides,padding,shape', [
+    ((1, 1), (1, 1), ((0, 0), (0, 0)), (3, 6, 6, 5)),  # the ResNet26 adapters and WRN shortcuts
+    ((1, 1), (2, 2), ((0, 0), (0, 0)), (2, 7, 8, 5)),  # odd size: the last row is a patch, not dropped
+    ((3, 3), (2, 3), ((1, 1), (0, 2)), (2, 9, 8, 3)),
+    ((3, 3), (1, 1), ((0, 0), (0, 0)), (1, 4, 5, 16)),
+])
+def test_strided_patch_conv_equals_flax_conv(kernel, strides, padding, shape):
+  """Values and gradients of a strided `PatchConv` against nn.Conv (same kernel), in float32 and bfloat16."""
+  x = jnp.asarray(np.random.default_rng(5).normal(size=shape).astype(np.float32))
+  for dtype, tol in ((None, 1e-5), (jnp.bfloat16, 2e-2)):
+    patch = layers.PatchConv(7, kernel, padding, strides, dtype=dtype)
+    ref = nn.Conv(7, kernel, strides, padding=padding, use_bias=False, dtype=dtype)
+    params = patch.init(jax.random.key(1), x)
+    assert jax.tree.map(jnp.shape, ref.init(jax.random.key(1), x)) == jax.tree.map(jnp.shape, params)
+    y, y_ref = patch.apply(params, x), ref.apply(params, x)
+    assert y.shape == y_ref.shape and y.dtype == y_ref.dtype
+    np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(y_ref, np.float32), rtol=tol, atol=tol)
+
+    def loss(p, x, model):
+      return jnp.sum(jnp.sin(model.apply(p, x).astype(jnp.float32)))
+
+    for a, b in zip(jax.grad(loss, (0, 1))(params, x, patch), jax.grad(loss, (0, 1))(params, x, ref)):
+      a, b = jax.tree.leaves(a)[0], jax.tree.leaves(b)[0]
+      np.testing.assert_allclose(a, b, rtol=10 * tol, atol=10 * tol * float(jnp.abs(b).max()))
+
+
+@pytest.mark.parametrize('shape', [(3, 8, 6, 5), (2, 7, 9, 3)])  # odd sizes keep XLA's gradient
+def test_stride2_conv_equals_flax_conv(shape):
+  """Values and both gradients of `Stride2Conv` (input gradient by output phases) against nn.Conv(3x3, stride 2,
+  padding 1) on the same kernel, in float32 and bfloat16."""
+  x = jnp.asarray(np.random.default_rng(6).normal(size=shape).astype(np.float32))
+  for dtype, tol in ((None, 1e-5), (jnp.bfloat16, 2e-2)):
+    conv = layers.Stride2Conv(7, dtype=dtype)
+    ref = nn.Conv(7, (3, 3), (2, 2), padding=((1, 1), (1, 1)), use_bias=False, dtype=dtype)
+    params = conv.init(jax.random.key(2), x)
+    assert jax.tree.map(jnp.shape, ref.init(jax.random.key(2), x)) == jax.tree.map(jnp.shape, params)
+    y, y_ref = conv.apply(params, x), ref.apply(params, x)
+    assert y.shape == y_ref.shape and y.dtype == y_ref.dtype
+    np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(y_ref, np.float32), rtol=tol, atol=tol)
+
+    def loss(p, x, model):  # a nonlinear loss: every output pixel gets its own cotangent
+      return jnp.sum(jnp.sin(3 * model.apply(p, x).astype(jnp.float32)))
+
+    grads = jax.jit(jax.grad(loss, (0, 1)), static_argnums=2)
+    for a, b in zip(grads(params, x, conv), grads(params, x, ref)):
+      a, b = jax.tree.leaves(a)[0], jax.tree.leaves(b)[0]
+      assert a.dtype == b.dtype
+      np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=10 * tol,
+                                 atol=10 * tol * float(jnp.abs(b.astype(jnp.float32)).max()))
+
+
 def _tied_images(shape, seed):
   return np.random.default_rng(seed).integers(0, 3, size=shape).astype(np.float32)  # most windows hold ties
 

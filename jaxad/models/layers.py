@@ -3,7 +3,8 @@
 `BatchNorm` is torch.nn.BatchNorm2d in flax, which every family with batch norm uses (LeNet, ResNet26, WRN,
 DenseNet, ResNet-152, Inception with `use_scale=False` for Keras' weights, the MOCCA AEs, the face CNN), so
 converted weights, running statistics and training runs match the reference. `max_pool_2x2` is the LeNets'
-F.max_pool2d(2, 2); `PatchConv` a stride-1 convolution computed as one matmul, for inputs smaller than the kernel.
+F.max_pool2d(2, 2); `PatchConv` a convolution computed as one matmul, for 1x1 kernels and inputs smaller than
+the kernel; `Stride2Conv` a 3x3 stride-2 convolution whose input gradient is computed by output phases.
 """
 
 import functools
@@ -133,39 +134,118 @@ batch_norm_train.defvjp(_batch_norm_train_fwd, _batch_norm_train_bwd)
 
 
 class PatchConv(nn.Module):
-  """A stride-1, bias-free convolution with explicit padding, computed as one matmul over im2col patches.
+  """A bias-free convolution with explicit padding, computed as one matmul over im2col patches.
 
-  The same function and parameter (`kernel`, [kh, kw, in, features]) as `nn.Conv(features, kernel_size,
-  padding=padding, use_bias=False)`, and so as a stride-1 `nn.ConvTranspose` with the same padding. Why: XLA:CPU's
-  convolution is slow where the input is smaller than the kernel (the LeNet autoencoder's first 5x5 transposed conv
-  on 4x4 maps: 26.8 ms forward and backward at batch 200, 2.6 ms as patches, PyTorch 2.9 ms; issue #12,
-  benchmarks/lenet_layers.py), while its patches stay small there. On the LeNets' larger maps building the patches
-  costs more than the convolution saves (1.9-6.2x slower): keep `nn.Conv` for those.
+  The same function and parameter (`kernel`, [kh, kw, in, features]) as `nn.Conv(features, kernel_size, strides,
+  padding=padding, use_bias=False)`, and so (stride 1) as an `nn.ConvTranspose` with the same padding. Why: two
+  shapes where XLA:CPU's convolution is slow and the patches stay small (issue #12):
+  * 1x1 convolutions (the ResNet26 adapters, the WRN shortcuts), where the patches are the input itself (every
+    `strides`-th pixel) and the weight gradient one [pixels, in]^T x [pixels, out] matmul: forward and backward
+    x1.3-2.8 at the ResNet26 and WRN-16-4 shapes, the weight gradient x1.7-7.6 (benchmarks/conv_layers.py);
+  * inputs smaller than the kernel (the LeNet autoencoder's first 5x5 transposed conv on 4x4 maps: 26.8 ms
+    forward and backward at batch 200, 2.6 ms as patches, PyTorch 2.9 ms; benchmarks/lenet_layers.py).
+  Where a larger kernel slides over larger maps, building the patches costs more than the convolution saves (the
+  LeNets' other 5x5 convs: 1.9-6.2x slower): keep `nn.Conv` for those.
 
   Attributes:
     features: output channels.
     kernel_size: (kh, kw).
     padding: ((top, bottom), (left, right)).
+    strides: (sh, sw).
     kernel_init: the kernel's initializer.
     dtype: compute dtype (None: that of the inputs and kernel, as flax's Conv).
   """
   features: int
   kernel_size: tuple[int, int]
-  padding: tuple[tuple[int, int], tuple[int, int]]
+  padding: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
+  strides: tuple[int, int] = (1, 1)
   kernel_init: Any = nn.initializers.lecun_normal()
   dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    (kh, kw), ((top, bottom), (left, right)) = self.kernel_size, self.padding
+    (kh, kw), ((top, bottom), (left, right)), (sh, sw) = self.kernel_size, self.padding, self.strides
     kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features))
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
     b, h, w, c = x.shape
-    out_h, out_w = h + top + bottom - kh + 1, w + left + right - kw + 1
+    out_h, out_w = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
     xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-    patches = jnp.concatenate([xp[:, i:i + out_h, j:j + out_w] for i in range(kh) for j in range(kw)], axis=-1)
+    rows, cols = sh * (out_h - 1) + 1, sw * (out_w - 1) + 1
+    patches = [xp[:, i:i + rows:sh, j:j + cols:sw] for i in range(kh) for j in range(kw)]
+    patches = patches[0] if len(patches) == 1 else jnp.concatenate(patches, axis=-1)
     y = jnp.dot(patches.reshape(-1, kh * kw * c), kernel.reshape(kh * kw * c, self.features))
     return y.reshape(b, out_h, out_w, self.features)
+
+
+class Stride2Conv(nn.Module):
+  """A bias-free 3x3 convolution with stride 2 and padding 1 (PyTorch's Conv2d(k=3, stride=2, padding=1)) whose
+  input gradient is computed by output phases.
+
+  The same function and parameter (`kernel`, [3, 3, in, features]) as `nn.Conv(features, (3, 3), (2, 2),
+  padding=((1, 1), (1, 1)), use_bias=False)`. Why: XLA:CPU computes the input gradient of a strided convolution
+  as a convolution of the zero-dilated output gradient with all 9 taps at every input pixel, three quarters of it
+  on zeros; `conv_3x3_stride2`'s backward pass computes each of the four (row, column parity) phases of the input
+  gradient as a stride-1 convolution with the 1, 2 or 4 taps that reach it, and interleaves them: x1.6-2.2 on
+  the stride-2 convs of ResNet26 and WRN-16-4 (issue #12, benchmarks/conv_layers.py). The forward pass and the
+  weight gradient are XLA's.
+
+  Attributes:
+    features: output channels.
+    kernel_init: the kernel's initializer.
+    dtype: compute dtype (None: that of the inputs and kernel, as flax's Conv).
+  """
+  features: int
+  kernel_init: Any = nn.initializers.lecun_normal()
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features))
+    x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+    if x.shape[1] % 2 or x.shape[2] % 2:  # the phases below assume even sizes; odd ones keep XLA's gradient
+      return _conv_3x3_stride2(x, kernel)
+    return conv_3x3_stride2(x, kernel)
+
+
+def _conv_3x3_stride2(x, kernel):
+  return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@jax.custom_vjp
+def conv_3x3_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """NHWC x [B, H, W, in] (H, W even) convolved with kernel [3, 3, in, out], stride 2, padding 1: [B, H/2, W/2, out].
+
+  The backward pass computes the input gradient by output phases (see `Stride2Conv`); the weight gradient is XLA's.
+  """
+  return _conv_3x3_stride2(x, kernel)
+
+
+def _conv_3x3_stride2_fwd(x, kernel):
+  return _conv_3x3_stride2(x, kernel), (x, kernel)
+
+
+def _conv_3x3_stride2_bwd(residuals, g):
+  x, kernel = residuals
+  # x[2m + r] (each spatial dim) reaches y[m] through tap 1 when r = 0, and y[m] through tap 2 and y[m + 1] through
+  # tap 0 when r = 1: phase (r, c) is a stride-1 VALID convolution of g (zero-padded by one row and column at the
+  # end) with those taps, the kernel's in and out swapped.
+  taps = {0: (1,), 1: (2, 0)}
+  kt = jnp.swapaxes(kernel, 2, 3)
+  b, h, w, _ = g.shape
+  gp = jnp.pad(g, ((0, 0), (0, 1), (0, 1), (0, 0)))
+
+  def phase(r, c):
+    k = jnp.stack([jnp.stack([kt[i, j] for j in taps[c]]) for i in taps[r]])
+    return jax.lax.conv_general_dilated(gp[:, :h + r, :w + c], k, (1, 1), "VALID",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  rows = [jnp.stack([phase(r, 0), phase(r, 1)], axis=3) for r in (0, 1)]  # [B, H/2, W/2, 2, in] each
+  dx = jnp.stack(rows, axis=2).reshape(x.shape)  # [B, H/2, 2, W/2, 2, in]: row 2m + r, column 2n + c
+  dkernel = jax.vjp(lambda k: _conv_3x3_stride2(x, k), kernel)[1](g)[0]
+  return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
+
+
+conv_3x3_stride2.defvjp(_conv_3x3_stride2_fwd, _conv_3x3_stride2_bwd)
 
 
 def max_pool_2x2(x: jax.Array) -> jax.Array:

@@ -10,8 +10,9 @@ channels appended) used wherever the shape changes:
   channels, all with stride 2; BN-ReLU; global average pooling; Dense head.
 
 `adapters=True` adds Rebuffi's *parallel* residual adapters as used by ADRA: a bias-free 1x1 conv with the stride of
-the 3x3 conv beside every 3x3 conv (stem included), summed before the BN: BN(conv3x3(x) + conv1x1(x)). For the
-TransferAD layout they add 647,360 parameters.
+the 3x3 conv beside every 3x3 conv (stem included), summed before the BN: BN(conv3x3(x) + conv1x1(x)), each
+computed as one matmul (`layers.PatchConv`, same `kernel` as nn.Conv). For the TransferAD layout they add 647,360
+parameters.
 
 Parameter names make regex freezing simple: 3x3 kernels live in `.../conv*`, adapters in `.../adapter*`, batch norms
 in `.../bn*` and `end_bn`, the classifier in `head`; e.g. `stem/conv/kernel`, `layer2_0/adapter1/kernel`,
@@ -37,7 +38,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxad.models.layers import BatchNorm
+from jaxad.models.layers import BatchNorm, PatchConv, Stride2Conv
 from jaxad.models.lenet import float32_outputs, torch_bias
 
 # He fan-out normal: for an HWIO kernel jax's fan_out is k*k*out, so the std is sqrt(2 / (k*k*out)).
@@ -58,12 +59,17 @@ BLOCKS_PER_STAGE = 4
 def _conv_adapter(x, features: int, stride: int, *, adapters: bool, adapter_init: str, dtype: Any, suffix: str):
   """conv{suffix}(x) [+ adapter{suffix}(x)], created in the calling module (names stay e.g. `layer1_0/conv1`)."""
   s = (stride, stride)
-  # Explicit ((1, 1), (1, 1)) padding as in PyTorch; 'SAME' would pad (0, 1) for stride 2 and shift the grid.
-  y = nn.Conv(features, (3, 3), s, padding=((1, 1), (1, 1)), use_bias=False, kernel_init=conv_init, dtype=dtype,
-              name=f'conv{suffix}')(x)
+  # Stride2Conv and PatchConv: the same parameters as nn.Conv, faster gradients on XLA:CPU (issue #12,
+  # benchmarks/conv_layers.py); the 1x1 adapters' weight gradient is the one ADRA trains. Padding is PyTorch's
+  # explicit ((1, 1), (1, 1)); 'SAME' would pad (0, 1) for stride 2 and shift the grid.
+  if stride == 2:
+    y = Stride2Conv(features, kernel_init=conv_init, dtype=dtype, name=f'conv{suffix}')(x)
+  else:
+    y = nn.Conv(features, (3, 3), s, padding=((1, 1), (1, 1)), use_bias=False, kernel_init=conv_init, dtype=dtype,
+                name=f'conv{suffix}')(x)
   if adapters:
-    y = y + nn.Conv(features, (1, 1), s, padding='VALID', use_bias=False, kernel_init=ADAPTER_INITS[adapter_init],
-                    dtype=dtype, name=f'adapter{suffix}')(x)
+    y = y + PatchConv(features, (1, 1), strides=s, kernel_init=ADAPTER_INITS[adapter_init], dtype=dtype,
+                      name=f'adapter{suffix}')(x)
   return y
 
 
