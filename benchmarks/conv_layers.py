@@ -16,13 +16,10 @@ alternating in each of `--rounds` rounds; the JSON has every round and the media
 """
 
 import argparse
-import json
-import os
-import platform
-import statistics
-import subprocess
 import sys
-import time
+
+import layer_timing
+from layer_timing import median_ms
 
 PARTS = ("fwd", "dx", "dw")
 # name: (batch, input size, in, out, kernel, stride, {network: count})
@@ -60,17 +57,6 @@ def step_parts(step: str, name: str) -> tuple[str, ...]:
   return tuple(p for p in parts if not (step == "adra" and p == "dw" and "adapter" not in name))
 
 
-def _ms(fn, n: int) -> float:
-  fn()
-  fn()  # compilation, allocations, oneDNN's caches
-  times = []
-  for _ in range(n):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times) * 1e3
-
-
 def measure_jax(n: int) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -94,11 +80,11 @@ def measure_jax(n: int) -> dict:
              "dw": jax.jit(lambda x, w, g, conv=conv: jax.vjp(lambda w: conv(x, w), w)[1](g)[0])}
       for part, fn in fns.items():
         args = (x, w) if part == "fwd" else (x, w, g)
-        out[f"{name}/{label}/{part}"] = _ms(lambda fn=fn, args=args: jax.block_until_ready(fn(*args)), n)
+        out[f"{name}/{label}/{part}"] = median_ms(lambda fn=fn, args=args: jax.block_until_ready(fn(*args)), n)
     if k == 3 and s == 2:  # the convolution's own forward and weight gradient are XLA's, timed above
       g = jnp.asarray(rng.normal(size=(batch, size // 2, size // 2, cout)), jnp.float32)
       phases = jax.jit(lambda x, w, g: jax.vjp(lambda x: layers.conv_3x3_stride2(x, w), x)[1](g)[0])
-      out[f"{name}/phases/dx"] = _ms(lambda: jax.block_until_ready(phases(x, w, g)), n)
+      out[f"{name}/phases/dx"] = median_ms(lambda: jax.block_until_ready(phases(x, w, g)), n)
   return out
 
 
@@ -121,36 +107,20 @@ def measure_torch(n: int) -> dict:
              "dx": lambda backward=backward: backward([True, False, False]),
              "dw": lambda backward=backward: backward([False, True, False])}
       for part, fn in fns.items():
-        out[f"{name}/torch/{part}"] = _ms(fn, n)
+        out[f"{name}/torch/{part}"] = median_ms(fn, n)
   return out
 
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--out", default="benchmarks/results/conv_layers.json")
-  parser.add_argument("--rounds", type=int, default=3)
-  parser.add_argument("--calls", type=int, default=5, help="timed calls per part and round")
-  parser.add_argument("--_child", choices=("jax", "torch"), help=argparse.SUPPRESS)
+  layer_timing.add_arguments(parser, out="benchmarks/results/conv_layers.json", calls=5)
   args = parser.parse_args()
-  if args._child:  # pylint: disable=protected-access
-    if args._child == "jax":  # pylint: disable=protected-access
-      sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-      from jaxad import xla_flags  # pylint: disable=g-import-not-at-top
-      xla_flags.apply_cpu_defaults("resnet26")  # the same flags as wide_resnet's
-      print(json.dumps(measure_jax(args.calls)))
-    else:
-      import torch  # pylint: disable=g-import-not-at-top
-      torch.set_num_threads(os.cpu_count())
-      print(json.dumps(measure_torch(args.calls)))
+  if args.child:
+    # ResNet26's flags, the same as wide_resnet's
+    layer_timing.child(args.child, args.calls, "resnet26", measure_jax, measure_torch)
     return
-  rounds = {"jax": [], "torch": []}
-  for r in range(args.rounds):
-    for fw in (("jax", "torch") if r % 2 == 0 else ("torch", "jax")):
-      load = os.getloadavg()[0]
-      proc = subprocess.run([sys.executable, __file__, "--_child", fw, "--calls", str(args.calls)],
-                            capture_output=True, text=True, check=True)
-      rounds[fw].append({"load_avg_1min": load, **json.loads(proc.stdout.strip().splitlines()[-1])})
-  med = {k: statistics.median(r[k] for r in rs) for rs in rounds.values() for k in rs[0] if k != "load_avg_1min"}
+  rounds = layer_timing.alternate(__file__, args.rounds, args.calls)
+  med = {k: v for by_framework in layer_timing.medians(rounds).values() for k, v in by_framework.items()}
   rows = []
   for name, (batch, size, cin, cout, k, s, counts) in CONVS.items():
     row = {"conv": name, "batch": batch, "input": [size, size, cin], "out_channels": cout, "kernel": k, "stride": s,
@@ -177,14 +147,9 @@ def main():
     totals[step] = total
     print(f"{step}: convolutions per step, ms (jaxad / torch): " + ", ".join(
         f"{p} {total['jaxad'][p]:.0f} / {total['torch'][p]:.0f}" for p in PARTS))
-  import jax  # pylint: disable=g-import-not-at-top
-  import torch  # pylint: disable=g-import-not-at-top
-  results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "jax": jax.__version__,
-                         "torch": torch.__version__}, "command": " ".join(["python", *sys.argv]),
-             "rounds": rounds, "convs": rows, "step_totals_ms": totals}
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump(results, f, indent=2)
+  results = {"machine": layer_timing.machine(), "command": " ".join(["python", *sys.argv]), "rounds": rounds,
+             "convs": rows, "step_totals_ms": totals}
+  layer_timing.write_json(results, args.out)
 
 
 if __name__ == "__main__":

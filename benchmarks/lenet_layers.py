@@ -17,13 +17,9 @@ jaxad and PyTorch run in separate processes (each framework's thread pool alone 
 """
 
 import argparse
-import json
-import os
-import platform
-import statistics
-import subprocess
-import sys
-import time
+
+import layer_timing
+from layer_timing import median_ms
 
 BATCH = 200
 # name, input size, input channels, output channels, whether the input gradient is needed
@@ -31,17 +27,6 @@ CONVS = (("conv1", 32, 3, 32, False), ("conv2", 16, 32, 64, True), ("conv3", 8, 
          ("deconv1", 4, 8, 128, True), ("deconv2", 8, 128, 64, True), ("deconv3", 16, 64, 32, True),
          ("deconv4", 32, 32, 3, True))
 BN_BLOCKS = (("bn1", 32, 32), ("bn2", 16, 64), ("bn3", 8, 128))  # name, size, channels
-
-
-def _ms(fn, n: int) -> float:
-  fn()
-  fn()  # compilation, allocations, oneDNN's caches
-  times = []
-  for _ in range(n):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times) * 1e3
 
 
 def measure_jax(n: int) -> dict:
@@ -72,8 +57,8 @@ def measure_jax(n: int) -> dict:
   for name, size, cin, cout, needs_dx in CONVS:
     x = jnp.asarray(rng.normal(size=(BATCH, size, size, cin)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(5, 5, cin, cout)) * 0.05, jnp.float32)
-    out[name] = _ms(fwd_bwd(lax_conv, needs_dx, x, w), n)
-    out[f"{name}_patch_conv"] = _ms(fwd_bwd(patch_conv, needs_dx, x, w), n)
+    out[name] = median_ms(fwd_bwd(lax_conv, needs_dx, x, w), n)
+    out[f"{name}_patch_conv"] = median_ms(fwd_bwd(patch_conv, needs_dx, x, w), n)
 
   def plain_bn(x):
     mean = jnp.mean(x, (0, 1, 2))
@@ -88,7 +73,7 @@ def measure_jax(n: int) -> dict:
     x = jnp.asarray(rng.normal(size=(BATCH, size, size, c)), jnp.float32)
     for label, bn in (("plain", plain_bn), ("jaxad", jaxad_bn)):
       block = lambda x, bn=bn: layers.max_pool_2x2(jax.nn.leaky_relu(bn(x), 0.01))
-      out[f"{name}_block_{label}"] = _ms(fwd_bwd(block, True, x), n)
+      out[f"{name}_block_{label}"] = median_ms(fwd_bwd(block, True, x), n)
 
   x = rng.normal(size=(BATCH, 32, 32, 32)) * 0.3 + rng.normal(size=32) * 2
   exact = x.reshape(-1, 32).sum(0)
@@ -117,42 +102,24 @@ def measure_torch(n: int) -> dict:
   for name, size, cin, cout, needs_dx in CONVS:
     x, w = tensor((BATCH, cin, size, size), grad=needs_dx), tensor((cout, cin, 5, 5), 0.05, grad=True)
     g = tensor((BATCH, cout, size, size))
-    out[name] = _ms(lambda x=x, w=w, g=g: F.conv2d(x, w, padding=2).backward(g), n)
+    out[name] = median_ms(lambda x=x, w=w, g=g: F.conv2d(x, w, padding=2).backward(g), n)
   for name, size, c in BN_BLOCKS:
     x = tensor((BATCH, c, size, size), grad=True)
     bn = torch.nn.BatchNorm2d(c, eps=1e-4, affine=False)
     g = tensor((BATCH, c, size // 2, size // 2))
-    out[f"{name}_block"] = _ms(lambda x=x, bn=bn, g=g: F.max_pool2d(F.leaky_relu(bn(x)), 2, 2).backward(g), n)
+    out[f"{name}_block"] = median_ms(lambda x=x, bn=bn, g=g: F.max_pool2d(F.leaky_relu(bn(x)), 2, 2).backward(g), n)
   return out
 
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--out", default="benchmarks/results/lenet_layers.json")
-  parser.add_argument("--rounds", type=int, default=3)
-  parser.add_argument("--calls", type=int, default=15, help="timed calls per layer and round")
-  parser.add_argument("--_child", choices=("jax", "torch"), help=argparse.SUPPRESS)
+  layer_timing.add_arguments(parser, out="benchmarks/results/lenet_layers.json", calls=15)
   args = parser.parse_args()
-  if args._child:  # pylint: disable=protected-access
-    if args._child == "jax":  # pylint: disable=protected-access
-      sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-      from jaxad import xla_flags  # pylint: disable=g-import-not-at-top
-      xla_flags.apply_cpu_defaults("lenet")
-      print(json.dumps(measure_jax(args.calls)))
-    else:
-      import torch  # pylint: disable=g-import-not-at-top
-      torch.set_num_threads(os.cpu_count())
-      print(json.dumps(measure_torch(args.calls)))
+  if args.child:
+    layer_timing.child(args.child, args.calls, "lenet", measure_jax, measure_torch)
     return
-  rounds = {"jax": [], "torch": []}
-  for r in range(args.rounds):
-    for fw in (("jax", "torch") if r % 2 == 0 else ("torch", "jax")):
-      load = os.getloadavg()[0]
-      proc = subprocess.run([sys.executable, __file__, "--_child", fw, "--calls", str(args.calls)],
-                            capture_output=True, text=True, check=True)
-      rounds[fw].append({"load_avg_1min": load, **json.loads(proc.stdout.strip().splitlines()[-1])})
-  med = {fw: {k: statistics.median(r[k] for r in rs) for k in rs[0] if isinstance(rs[0][k], float)
-              and k != "load_avg_1min"} for fw, rs in rounds.items()}
+  rounds = layer_timing.alternate(__file__, args.rounds, args.calls)
+  med = layer_timing.medians(rounds)
   rows = []
   for name, *_ in CONVS:
     rows.append({"layer": name, "lax_conv_ms": med["jax"][name], "patch_conv_ms": med["jax"][f"{name}_patch_conv"],
@@ -165,14 +132,9 @@ def main():
     print("  ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{v:22s}" for k, v in row.items()), flush=True)
   sums = rounds["jax"][0]["channel_sum_max_rel_error"]
   print("per-channel sum, max relative error against float64: " + ", ".join(f"{k} {v:.1e}" for k, v in sums.items()))
-  import jax  # pylint: disable=g-import-not-at-top
-  import torch  # pylint: disable=g-import-not-at-top
-  results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "jax": jax.__version__,
-                         "torch": torch.__version__}, "batch_size": BATCH, "rounds": rounds, "layers": rows,
+  results = {"machine": layer_timing.machine(), "batch_size": BATCH, "rounds": rounds, "layers": rows,
              "channel_sum_max_rel_error": sums}
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump(results, f, indent=2)
+  layer_timing.write_json(results, args.out)
 
 
 if __name__ == "__main__":

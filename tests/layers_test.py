@@ -150,6 +150,18 @@ def test_stride2_conv_equals_flax_conv(shape):
                                  atol=10 * tol * float(jnp.abs(b.astype(jnp.float32)).max()))
 
 
+@pytest.mark.parametrize('kernel,stride', [(1, 1), (1, 2), (3, 1), (3, 2), (5, 1)])
+def test_torch_conv_equals_pytorch_padded_flax_conv(kernel, stride):
+  """`torch_conv`, whichever formulation it picks, is nn.Conv with PyTorch's padding (kernel - 1) // 2."""
+  x = jnp.asarray(np.random.default_rng(7).normal(size=(2, 8, 10, 3)).astype(np.float32))
+  init = nn.initializers.normal(0.5)
+  conv = layers.torch_conv(4, kernel, stride, kernel_init=init, dtype=None, name='c')
+  pad = (kernel - 1) // 2
+  ref = nn.Conv(4, (kernel, kernel), (stride, stride), padding=((pad, pad), (pad, pad)), use_bias=False)
+  params = conv.init(jax.random.key(3), x)
+  np.testing.assert_allclose(conv.apply(params, x), ref.apply(params, x), rtol=1e-5, atol=1e-5)
+
+
 def _tied_images(shape, seed):
   return np.random.default_rng(seed).integers(0, 3, size=shape).astype(np.float32)  # most windows hold ties
 

@@ -38,7 +38,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxad.models.layers import BatchNorm, PatchConv, Stride2Conv
+from jaxad.models.layers import BatchNorm, torch_conv
 from jaxad.models.lenet import float32_outputs, torch_bias
 
 # He fan-out normal: for an HWIO kernel jax's fan_out is k*k*out, so the std is sqrt(2 / (k*k*out)).
@@ -58,18 +58,12 @@ BLOCKS_PER_STAGE = 4
 
 def _conv_adapter(x, features: int, stride: int, *, adapters: bool, adapter_init: str, dtype: Any, suffix: str):
   """conv{suffix}(x) [+ adapter{suffix}(x)], created in the calling module (names stay e.g. `layer1_0/conv1`)."""
-  s = (stride, stride)
-  # Stride2Conv and PatchConv: the same parameters as nn.Conv, faster gradients on XLA:CPU (issue #12,
-  # benchmarks/conv_layers.py); the 1x1 adapters' weight gradient is the one ADRA trains. Padding is PyTorch's
-  # explicit ((1, 1), (1, 1)); 'SAME' would pad (0, 1) for stride 2 and shift the grid.
-  if stride == 2:
-    y = Stride2Conv(features, kernel_init=conv_init, dtype=dtype, name=f'conv{suffix}')(x)
-  else:
-    y = nn.Conv(features, (3, 3), s, padding=((1, 1), (1, 1)), use_bias=False, kernel_init=conv_init, dtype=dtype,
-                name=f'conv{suffix}')(x)
+  # layers.torch_conv: nn.Conv's parameters, faster gradients on XLA:CPU (issue #12, benchmarks/conv_layers.py); the
+  # 1x1 adapters' weight gradient is the one ADRA trains.
+  y = torch_conv(features, 3, stride, kernel_init=conv_init, dtype=dtype, name=f'conv{suffix}')(x)
   if adapters:
-    y = y + PatchConv(features, (1, 1), strides=s, kernel_init=ADAPTER_INITS[adapter_init], dtype=dtype,
-                      name=f'adapter{suffix}')(x)
+    y = y + torch_conv(features, 1, stride, kernel_init=ADAPTER_INITS[adapter_init], dtype=dtype,
+                       name=f'adapter{suffix}')(x)
   return y
 
 

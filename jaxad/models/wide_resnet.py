@@ -50,7 +50,7 @@ import jax.numpy as jnp
 
 from jaxad.errors import ConfigError
 from jaxad.models.lenet import float32_outputs
-from jaxad.models.layers import BatchNorm, PatchConv, Stride2Conv
+from jaxad.models.layers import BatchNorm, torch_conv
 
 # 'fan_out': the PyTorch WRN's normal(0, sqrt(2 / (k*k*out))); for an HWIO kernel jax's fan_out is k*k*out.
 # 'fan_in': Keras he_normal, a normal truncated at 2 std and rescaled so its std is sqrt(2 / (k*k*in)).
@@ -88,18 +88,6 @@ def _head_pairs(heads) -> tuple[tuple[str, int], ...]:
   return pairs
 
 
-def _conv(features: int, kernel: int, stride: int, init, dtype, name: str) -> nn.Module:
-  # Same parameters as nn.Conv, faster gradients on XLA:CPU (issue #12, benchmarks/conv_layers.py).
-  if kernel == 1:
-    return PatchConv(features, (1, 1), strides=(stride, stride), kernel_init=init, dtype=dtype, name=name)
-  if kernel == 3 and stride == 2:
-    return Stride2Conv(features, kernel_init=init, dtype=dtype, name=name)
-  # Explicit symmetric padding as PyTorch's padding=1; 'SAME' would pad (0, 1) for stride 2 and shift the grid.
-  pad = (kernel - 1) // 2
-  return nn.Conv(features, (kernel, kernel), (stride, stride), padding=((pad, pad), (pad, pad)), use_bias=False,
-                 kernel_init=init, dtype=dtype, name=name)
-
-
 class BasicBlock(nn.Module):
   """Pre-activation block: conv2(drop(relu(bn2(conv1(relu(bn1(x))))))) + shortcut.
 
@@ -118,15 +106,16 @@ class BasicBlock(nn.Module):
     # `train` stays positional: nn.remat can mark only positional arguments static (it picks the BN mode).
     bn = lambda name: BatchNorm(self.bn_momentum, self.bn_epsilon, dtype=self.dtype, name=name)
     pre = nn.relu(bn("bn1")(x, use_running_average=not train))
-    y = _conv(self.features, 3, self.stride, self.conv_init, self.dtype, "conv1")(pre)
+    y = torch_conv(self.features, 3, self.stride, kernel_init=self.conv_init, dtype=self.dtype, name="conv1")(pre)
     y = nn.relu(bn("bn2")(y, use_running_average=not train))
     if self.dropout > 0:
       y = nn.Dropout(self.dropout, deterministic=not train)(y)
-    y = _conv(self.features, 3, 1, self.conv_init, self.dtype, "conv2")(y)
+    y = torch_conv(self.features, 3, 1, kernel_init=self.conv_init, dtype=self.dtype, name="conv2")(y)
     if self.stride == 1 and x.shape[-1] == self.features:
       shortcut = x
     else:
-      shortcut = _conv(self.features, 1, self.stride, self.conv_init, self.dtype, "shortcut")(pre)
+      shortcut = torch_conv(self.features, 1, self.stride, kernel_init=self.conv_init, dtype=self.dtype,
+                            name="shortcut")(pre)
     return y + shortcut.astype(y.dtype)
 
 
@@ -203,7 +192,7 @@ class WideResNet(nn.Module):
     # static_argnums counts `self`: argument 2 is `train`, a Python bool that picks the BN and dropout modes.
     block = nn.remat(BasicBlock, static_argnums=(2,)) if self.remat else BasicBlock
     features = {}
-    y = _conv(STEM_WIDTH, 3, 1, init, self.dtype, "stem_conv")(x)
+    y = torch_conv(STEM_WIDTH, 3, 1, kernel_init=init, dtype=self.dtype, name="stem_conv")(x)
     features["stem"] = y
     for stage, (features_out, stride) in enumerate(zip(widths, STAGE_STRIDES), start=1):
       for i in range(n):
