@@ -150,6 +150,37 @@ def test_stride2_conv_equals_flax_conv(shape):
                                  atol=10 * tol * float(jnp.abs(b.astype(jnp.float32)).max()))
 
 
+# (input shape, kernel size, strides, flax padding): MOCCA's 2-D 5x5 and 1x1 (output_padding 1) and 3-D 5x5x5
+# transposed convs, odd sizes, asymmetric padding, stride 3 and mixed strides, a phase that no tap reaches (the
+# 1x1's odd outputs; the last case's stride 3 beside a 1-tap kernel), stride 1, and a padding that crops.
+@pytest.mark.parametrize('shape,kernel,strides,padding', [
+    ((2, 4, 4, 6), (5, 5), (2, 2), ((2, 3), (2, 3))),
+    ((2, 4, 5, 6), (1, 1), (2, 2), ((0, 1), (0, 1))),
+    ((2, 5, 4, 3), (3, 3), (2, 2), ((1, 2), (1, 1))),
+    ((2, 4, 4, 3), (4, 1), (3, 2), ((0, 2), (3, 0))),
+    ((1, 2, 4, 4, 3), (5, 5, 5), (1, 2, 2), ((2, 2), (2, 3), (2, 3))),
+    ((2, 3, 4, 4, 3), (5, 5, 5), (2, 2, 2), ((2, 3), (2, 3), (2, 3))),
+    ((2, 4, 4, 3), (5, 5), (1, 1), ((2, 2), (2, 2))),
+    ((2, 5, 5, 2), (3, 3), (2, 2), ((0, 0), (-1, 1))),
+])
+def test_phase_conv_transpose_equals_flax_conv_transpose(shape, kernel, strides, padding, x64):
+  """`PhaseConvTranspose` (stride-1 convolutions per output phase) against nn.ConvTranspose, the dilated
+  convolution, on the same kernel: values and both gradients in float64; the same parameter tree."""
+  x = jnp.asarray(np.random.default_rng(8).normal(size=shape))
+  conv = layers.PhaseConvTranspose(4, kernel, strides, padding)
+  ref = nn.ConvTranspose(4, kernel, strides, padding=padding, use_bias=False)
+  params = conv.init(jax.random.key(4), x)
+  assert jax.tree.map(jnp.shape, ref.init(jax.random.key(4), x)) == jax.tree.map(jnp.shape, params)
+  y, y_ref = conv.apply(params, x), ref.apply(params, x)
+  assert y.shape == y_ref.shape and y.dtype == jnp.float64
+  np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+  g = jnp.asarray(np.random.default_rng(9).normal(size=y.shape))
+  grads = jax.vjp(lambda p, x: conv.apply(p, x), params, x)[1](g)
+  grads_ref = jax.vjp(lambda p, x: ref.apply(p, x), params, x)[1](g)
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize('kernel,stride', [(1, 1), (1, 2), (3, 1), (3, 2), (5, 1)])
 def test_torch_conv_equals_pytorch_padded_flax_conv(kernel, stride):
   """`torch_conv`, whichever formulation it picks, is nn.Conv with PyTorch's padding (kernel - 1) // 2."""

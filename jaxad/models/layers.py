@@ -4,11 +4,13 @@
 DenseNet, ResNet-152, Inception with `use_scale=False` for Keras' weights, the MOCCA AEs, the face CNN), so
 converted weights, running statistics and training runs match the reference. `max_pool_2x2` is the LeNets'
 F.max_pool2d(2, 2); `PatchConv` a convolution computed as one matmul, for 1x1 kernels and inputs smaller than
-the kernel; `Stride2Conv` a 3x3 stride-2 convolution whose input gradient is computed by output phases;
-`torch_conv` picks among them and `nn.Conv` for the residual nets' bias-free convolutions.
+the kernel; `conv_transpose` / `PhaseConvTranspose` a strided transposed convolution as stride-1 convolutions
+by output phases (the MOCCA decoders'), and `Stride2Conv` a 3x3 stride-2 convolution whose input gradient is
+computed that way; `torch_conv` picks among them and `nn.Conv` for the residual nets' bias-free convolutions.
 """
 
 import functools
+import itertools
 from typing import Any
 
 import flax.linen as nn
@@ -178,6 +180,81 @@ class PatchConv(nn.Module):
     return y.reshape(b, out_h, out_w, self.features)
 
 
+def conv_transpose(x: jax.Array, kernel: jax.Array, strides: tuple[int, ...],
+                   padding: tuple[tuple[int, int], ...]) -> jax.Array:
+  """flax's `nn.ConvTranspose` (transpose_kernel=False, no bias) as stride-1 convolutions, one per output phase.
+
+  The function `lax.conv_transpose` computes: x dilated by `strides` (s - 1 zeros between neighbours), padded by
+  `padding` (lo, hi) per spatial dim, then a VALID stride-1 convolution with `kernel` (not flipped). Why not that:
+  XLA:CPU runs such a dilated convolution, above all its weight gradient, on a slow generic path: MOCCA's MVTec
+  autoencoder step took 13.5x as long with it (issue #12; README, MOCCA's throughput). Output position
+  o = s*m + r (per dim) only meets the taps j with (r + j - lo) divisible by s, which read x[m + (r + j - lo) / s]:
+  each phase r is a stride-1 VALID convolution of the undilated x with the taps kernel[(lo - r) % s::s], and the
+  phases interleave into the output. Same values, fewer multiplications (none on zeros), gradients by autodiff.
+
+  Args:
+    x: [B, *spatial, in].
+    kernel: [*kernel_size, in, out].
+    strides: per spatial dim.
+    padding: (lo, hi) per spatial dim, on the dilated input.
+
+  Returns:
+    [B, *out_spatial, out] with out_n = (n - 1) * s + 1 + lo + hi - k + 1, as `lax.conv_transpose`.
+  """
+  nd = x.ndim - 2
+  sizes, ks = x.shape[1:-1], kernel.shape[:nd]
+  outs = [(n - 1) * s + lo + hi - k + 2 for n, s, (lo, hi), k in zip(sizes, strides, padding, ks)]
+  rows = [-(-o // s) for o, s in zip(outs, strides)]  # outputs per phase, the last phase cropped below
+  spec = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, ("N" + "DHW"[-nd:] + "C", "DHW"[-nd:] + "IO",
+                                                                "N" + "DHW"[-nd:] + "C"))
+  phases = []
+  for r in itertools.product(*(range(s) for s in strides)):
+    first = [(lo - ri) % s for ri, s, (lo, _) in zip(r, strides, padding)]  # first tap of phase r, per dim
+    if any(f >= k for f, k in zip(first, ks)):  # no tap reaches this phase: zeros
+      phases.append(jnp.zeros((x.shape[0], *rows, kernel.shape[-1]), jnp.result_type(x, kernel)))
+      continue
+    sub = kernel[tuple(slice(f, None, s) for f, s in zip(first, strides))]
+    # Tap j reads x[m + d_j], d_j = (r + j - lo) / s, consecutive over the phase's taps: pad (or crop) x so that a
+    # VALID convolution's output m starts at d_first and runs `rows` long.
+    pads = [(0, 0, 0)]
+    for ri, s, (lo, _), f, n, m, t in zip(r, strides, padding, first, sizes, rows, sub.shape[:nd]):
+      d0 = (ri + f - lo) // s
+      pads.append((-d0, m + d0 + t - 1 - n, 0))
+    xp = jax.lax.pad(x, jnp.zeros((), x.dtype), (*pads, (0, 0, 0)))
+    phases.append(jax.lax.conv_general_dilated(xp, sub, (1,) * nd, "VALID", dimension_numbers=spec))
+  y = jnp.stack(phases).reshape(*strides, x.shape[0], *rows, kernel.shape[-1])
+  # [s_1..s_nd, B, m_1..m_nd, C] -> [B, m_1, s_1, ..., m_nd, s_nd, C]: output s*m + r.
+  y = y.transpose(nd, *(a for i in range(nd) for a in (nd + 1 + i, i)), 2 * nd + 1)
+  y = y.reshape(x.shape[0], *(m * s for m, s in zip(rows, strides)), kernel.shape[-1])
+  return y[(slice(None), *(slice(0, o) for o in outs))]
+
+
+class PhaseConvTranspose(nn.Module):
+  """A bias-free `nn.ConvTranspose` (same `kernel` [*kernel_size, in, features], same function) computed by
+  `conv_transpose`: stride-1 convolutions per output phase, fast on XLA:CPU where the dilated form is not.
+
+  Attributes:
+    features: output channels.
+    kernel_size: per spatial dim (2-D or 3-D).
+    strides: per spatial dim.
+    padding: (lo, hi) per spatial dim, flax's convention (on the dilated input).
+    kernel_init: the kernel's initializer.
+    dtype: compute dtype (None: that of the inputs and kernel, as flax's ConvTranspose).
+  """
+  features: int
+  kernel_size: tuple[int, ...]
+  strides: tuple[int, ...]
+  padding: tuple[tuple[int, int], ...]
+  kernel_init: Any = nn.initializers.lecun_normal()
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", self.kernel_init, (*self.kernel_size, x.shape[-1], self.features))
+    x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+    return conv_transpose(x, kernel, self.strides, self.padding)
+
+
 class Stride2Conv(nn.Module):
   """A bias-free 3x3 convolution with stride 2 and padding 1 (PyTorch's Conv2d(k=3, stride=2, padding=1)) whose
   input gradient is computed by output phases.
@@ -186,9 +263,9 @@ class Stride2Conv(nn.Module):
   padding=((1, 1), (1, 1)), use_bias=False)`. Why: XLA:CPU computes the input gradient of a strided convolution
   as a convolution of the zero-dilated output gradient with all 9 taps at every input pixel, three quarters of it
   on zeros; `conv_3x3_stride2`'s backward pass computes each of the four (row, column parity) phases of the input
-  gradient as a stride-1 convolution with the 1, 2 or 4 taps that reach it, and interleaves them: x1.6-2.2 on
-  the stride-2 convs of ResNet26 and WRN-16-4 (issue #12, benchmarks/conv_layers.py). The forward pass and the
-  weight gradient are XLA's.
+  gradient as a stride-1 convolution with the 1, 2 or 4 taps that reach it (`conv_transpose`), and interleaves
+  them: x1.6-2.2 on the stride-2 convs of ResNet26 and WRN-16-4 (issue #12, benchmarks/conv_layers.py). The
+  forward pass and the weight gradient are XLA's.
 
   Attributes:
     features: output channels.
@@ -203,8 +280,6 @@ class Stride2Conv(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features))
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
-    if x.shape[1] % 2 or x.shape[2] % 2:  # the phases below assume even sizes; odd ones keep XLA's gradient
-      return _conv_3x3_stride2(x, kernel)
     return conv_3x3_stride2(x, kernel)
 
 
@@ -214,7 +289,7 @@ def _conv_3x3_stride2(x, kernel):
 
 @jax.custom_vjp
 def conv_3x3_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """NHWC x [B, H, W, in] (H, W even) convolved with kernel [3, 3, in, out], stride 2, padding 1: [B, H/2, W/2, out].
+  """NHWC x [B, H, W, in] convolved with kernel [3, 3, in, out], stride 2, padding 1: [B, ceil(H/2), ceil(W/2), out].
 
   The backward pass computes the input gradient by output phases (see `Stride2Conv`); the weight gradient is XLA's.
   """
@@ -227,21 +302,10 @@ def _conv_3x3_stride2_fwd(x, kernel):
 
 def _conv_3x3_stride2_bwd(residuals, g):
   x, kernel = residuals
-  # x[2m + r] (each spatial dim) reaches y[m] through tap 1 when r = 0, and y[m] through tap 2 and y[m + 1] through
-  # tap 0 when r = 1: phase (r, c) is a stride-1 VALID convolution of g (zero-padded by one row and column at the
-  # end) with those taps, the kernel's in and out swapped.
-  taps = {0: (1,), 1: (2, 0)}
-  kt = jnp.swapaxes(kernel, 2, 3)
-  b, h, w, _ = g.shape
-  gp = jnp.pad(g, ((0, 0), (0, 1), (0, 1), (0, 0)))
-
-  def phase(r, c):
-    k = jnp.stack([jnp.stack([kt[i, j] for j in taps[c]]) for i in taps[r]])
-    return jax.lax.conv_general_dilated(gp[:, :h + r, :w + c], k, (1, 1), "VALID",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-  rows = [jnp.stack([phase(r, 0), phase(r, 1)], axis=3) for r in (0, 1)]  # [B, H/2, W/2, 2, in] each
-  dx = jnp.stack(rows, axis=2).reshape(x.shape)  # [B, H/2, 2, W/2, 2, in]: row 2m + r, column 2n + c
+  # The input gradient is the stride-2 transposed convolution of g with the kernel flipped in space, in and out
+  # swapped (padding 1 before; after, whatever restores x's size): `conv_transpose` computes it by output phases.
+  flipped = jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
+  dx = conv_transpose(g, flipped, (2, 2), tuple((1, n - 2 * m + 2) for n, m in zip(x.shape[1:3], g.shape[1:3])))
   dkernel = jax.vjp(lambda k: _conv_3x3_stride2(x, k), kernel)[1](g)[0]
   return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
 

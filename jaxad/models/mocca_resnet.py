@@ -68,7 +68,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxad.models.lenet import float32_outputs, torch_bias, torch_default, torch_default_transpose
-from jaxad.models.layers import BatchNorm
+from jaxad.models.layers import BatchNorm, PhaseConvTranspose, torch_conv
 
 LAYERS = ("conv", "res", "down1", "down2", "down3", "fc1", "fc2", "code")
 SELECTORS = ("pool", "mlp")
@@ -90,22 +90,26 @@ def _dense(features: int, fan_in: int, name: str, dtype: Any = None) -> nn.Dense
   return nn.Dense(features, kernel_init=torch_default, bias_init=torch_bias(fan_in), dtype=dtype, name=name)
 
 
-def _conv(features: int, kernel: int, stride: int, padding: int, name: str, dtype: Any = None) -> nn.Conv:
+def _conv(features: int, kernel: int, stride: int, padding: int, name: str, dtype: Any = None) -> nn.Module:
+  if padding == (kernel - 1) // 2:  # PyTorch's usual padding: the formulation fastest on XLA:CPU (layers.torch_conv)
+    return torch_conv(features, kernel, stride, kernel_init=torch_default, dtype=dtype, name=name)
   # Explicit symmetric padding: flax's 'SAME' would pad a stride-2 conv asymmetrically, unlike PyTorch.
   return nn.Conv(features, (kernel, kernel), strides=stride, padding=((padding, padding), (padding, padding)),
                  use_bias=False, kernel_init=torch_default, dtype=dtype, name=name)
 
 
 def _conv_transpose(features: int, kernel: int, torch_padding: int, name: str,
-                    dtype: Any = None) -> nn.ConvTranspose:
+                    dtype: Any = None) -> PhaseConvTranspose:
   """PyTorch ConvTranspose2d(kernel, stride 2, padding p, output_padding 1, bias=False): doubles H and W.
 
   flax pads the stride-dilated input itself: k - 1 - p before and k - 1 - p + output_padding after. Its kernel is
   not flipped, so a PyTorch weight [in, out, kh, kw] converts as flip(kh, kw) then transpose to [kh, kw, in, out].
+  `PhaseConvTranspose` is nn.ConvTranspose (same parameter and function) with a weight gradient 25-50x faster on
+  XLA:CPU (its docstring).
   """
   lo = kernel - 1 - torch_padding
-  return nn.ConvTranspose(features, (kernel, kernel), strides=(2, 2), padding=((lo, lo + 1), (lo, lo + 1)),
-                          use_bias=False, kernel_init=torch_default_transpose, dtype=dtype, name=name)
+  return PhaseConvTranspose(features, (kernel, kernel), strides=(2, 2), padding=((lo, lo + 1), (lo, lo + 1)),
+                            kernel_init=torch_default_transpose, dtype=dtype, name=name)
 
 
 def _adaptive_max_pool(x: jax.Array, size: int) -> jax.Array:

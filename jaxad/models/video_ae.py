@@ -82,7 +82,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxad.models.lenet import float32_outputs, torch_bias, torch_default, torch_default_transpose
-from jaxad.models.layers import BatchNorm
+from jaxad.models.layers import BatchNorm, PhaseConvTranspose
 
 LAYERS = ("block1", "block2", "block3", "block4", "block5", "fc1", "code")
 WIDTHS = (8, 16, 32, 64, 64)
@@ -113,11 +113,13 @@ def _causal_conv(features: int, stride: tuple[int, int, int], name: str, dtype: 
                  kernel_init=_causal_init, dtype=dtype, name=name)
 
 
-def _conv_transpose5(features: int, stride: tuple[int, int, int], name: str, dtype: Any = None) -> nn.ConvTranspose:
+def _conv_transpose5(features: int, stride: tuple[int, int, int], name: str,
+                     dtype: Any = None) -> PhaseConvTranspose:
   # PyTorch ConvTranspose3d(k=5, padding=2, output_padding=s-1) is flax padding (k-1-p, k-1-p+output_padding) on
-  # the dilated input; the kernel is PyTorch's flipped in space-time (a converter must flip it).
-  return nn.ConvTranspose(features, (5, 5, 5), stride, padding=tuple((2, 2 + s - 1) for s in stride),
-                          use_bias=False, kernel_init=torch_default_transpose, dtype=dtype, name=name)
+  # the dilated input; the kernel is PyTorch's flipped in space-time (a converter must flip it). PhaseConvTranspose:
+  # nn.ConvTranspose's parameter and function without XLA:CPU's slow dilated convolutions.
+  return PhaseConvTranspose(features, (5, 5, 5), stride, padding=tuple((2, 2 + s - 1) for s in stride),
+                            kernel_init=torch_default_transpose, dtype=dtype, name=name)
 
 
 class DownBlock(nn.Module):
