@@ -104,8 +104,8 @@ def _conv_transpose(features: int, kernel: int, torch_padding: int, name: str,
 
   flax pads the stride-dilated input itself: k - 1 - p before and k - 1 - p + output_padding after. Its kernel is
   not flipped, so a PyTorch weight [in, out, kh, kw] converts as flip(kh, kw) then transpose to [kh, kw, in, out].
-  `PhaseConvTranspose` is nn.ConvTranspose (same parameter and function) with a weight gradient 25-50x faster on
-  XLA:CPU (its docstring).
+  `PhaseConvTranspose` is nn.ConvTranspose (same parameter and function) without XLA:CPU's slow dilated
+  convolutions (`layers.conv_transpose`'s docstring).
   """
   lo = kernel - 1 - torch_padding
   return PhaseConvTranspose(features, (kernel, kernel), strides=(2, 2), padding=((lo, lo + 1), (lo, lo + 1)),
