@@ -1,18 +1,24 @@
-r"""Where the residual nets' steps lose to PyTorch: each convolution's forward, input gradient and weight gradient.
+r"""Where the steps lose to PyTorch: each convolution's forward, input gradient and weight gradient.
 
   python benchmarks/conv_layers.py --rounds=3 --out=benchmarks/results/conv_layers.json
+  python benchmarks/conv_layers.py --steps=lenet_ae,lenet_encoder --rounds=3 \
+      --out=benchmarks/results/conv_layers_lenet.json
 
 Every distinct convolution of TransferAD's ResNet26 (batch 128 = 64 normal + 64 outlier-exposure images, 32x32;
-with ADRA's 1x1 adapters) and of Jezequel et al.'s WRN-16-4 (batch 416 = 32 images x 13 transformed copies), timed
-alone in three parts: the forward pass, the input gradient (dx) and the weight gradient (dw), each its own jitted
-function. jaxad's side is XLA:CPU with the family's flags (`jaxad.xla_flags`): `lax.conv_general_dilated` for 3x3
-kernels, for 1x1 kernels also `layers.PatchConv` (one matmul), and for the stride-2 3x3 kernels also the input
-gradient of `layers.conv_3x3_stride2` (four stride-1 convolutions of the output gradient, one per output phase,
-interleaved): the models use PatchConv and conv_3x3_stride2 (`layers.Stride2Conv`). PyTorch's side is
-torch 2.13's oneDNN convolution and `aten.convolution_backward` on channels_last tensors. The totals weight each row by
-how often the network has it, for the parts each step computes (ADIB: dx and dw everywhere but the stem's dx; ADRA:
-dx everywhere but the stem, dw of the adapters alone; WRN as ADIB). jaxad and PyTorch run in separate processes,
-alternating in each of `--rounds` rounds; the JSON has every round and the medians (milliseconds per call).
+with ADRA's 1x1 adapters), of Jezequel et al.'s WRN-16-4 (batch 416 = 32 images x 13 transformed copies) and of Deep
+SVDD's CIFAR-10 LeNet autoencoder (batch 200, 5x5 kernels, padding 2; the decoder's stride-1 transposed
+convolutions are convolutions with the kernel flipped), timed alone in three parts: the forward pass, the input
+gradient (dx) and the weight gradient (dw), each its own jitted function. jaxad's side is XLA:CPU with the flags
+jaxad sets for the chosen steps' family (`jaxad.xla_flags`): `lax.conv_general_dilated` for 3x3 and 5x5 kernels, for
+1x1 kernels also `layers.PatchConv` (one matmul), and for the stride-2 3x3 kernels also the input gradient of
+`layers.conv_3x3_stride2` (four stride-1 convolutions of the output gradient, one per output phase, interleaved):
+the models use PatchConv and conv_3x3_stride2 (`layers.Stride2Conv`). The LeNet decoder's first convolution (4x4
+input, 8 -> 128 channels) is left out: the model runs it as one PatchConv matmul, 2.6 ms forward and backward
+against PyTorch's 2.9 (benchmarks/lenet_layers.py). PyTorch's side is torch 2.13's oneDNN convolution and
+`aten.convolution_backward` on channels_last tensors. The totals weight each row by how often the network has it,
+for the parts each step computes (ADIB: dx and dw everywhere but the stem's dx; ADRA: dx everywhere but the stem,
+dw of the adapters alone; WRN and the LeNet steps as ADIB). jaxad and PyTorch run in separate processes, alternating
+in each of `--rounds` rounds; the JSON has every round and the medians (milliseconds per call).
 """
 
 import argparse
@@ -46,10 +52,25 @@ CONVS = {
     "wrn_shortcut16_64": (416, 32, 16, 64, 1, 1, {"wrn": 1}),
     "wrn_shortcut64_128s2": (416, 32, 64, 128, 1, 2, {"wrn": 1}),
     "wrn_shortcut128_256s2": (416, 16, 128, 256, 1, 2, {"wrn": 1}),
+    "lenet_stem": (200, 32, 3, 32, 5, 1, {"lenet_encoder": 1}),
+    "lenet_c32_64": (200, 16, 32, 64, 5, 1, {"lenet_encoder": 1}),
+    "lenet_c64_128": (200, 8, 64, 128, 5, 1, {"lenet_encoder": 1}),
+    "lenet_d128_64": (200, 8, 128, 64, 5, 1, {"lenet_decoder": 1}),
+    "lenet_d64_32": (200, 16, 64, 32, 5, 1, {"lenet_decoder": 1}),
+    "lenet_d32_3": (200, 32, 32, 3, 5, 1, {"lenet_decoder": 1}),
 }
 # step -> (networks whose rows it has, the parts it computes for a row: stem rows never need dx, ADRA's frozen 3x3
 # convs no dw)
-STEPS = {"adib": ("resnet26",), "adra": ("resnet26", "adapters"), "wrn": ("wrn",)}
+STEPS = {"adib": ("resnet26",), "adra": ("resnet26", "adapters"), "wrn": ("wrn",),
+         "lenet_ae": ("lenet_encoder", "lenet_decoder"), "lenet_encoder": ("lenet_encoder",)}
+STEP_MODELS = {"adib": "resnet26_transferad", "adra": "resnet26_transferad", "wrn": "wide_resnet",
+               "lenet_ae": "lenet_cifar10", "lenet_encoder": "lenet_cifar10"}  # whose XLA flags the child sets
+
+
+def chosen_convs(steps: list[str]) -> dict:
+  """The rows of CONVS that the chosen steps have."""
+  networks = {net for step in steps for net in STEPS[step]}
+  return {name: spec for name, spec in CONVS.items() if networks & set(spec[-1])}
 
 
 def step_parts(step: str, name: str) -> tuple[str, ...]:
@@ -57,7 +78,7 @@ def step_parts(step: str, name: str) -> tuple[str, ...]:
   return tuple(p for p in parts if not (step == "adra" and p == "dw" and "adapter" not in name))
 
 
-def measure_jax(n: int) -> dict:
+def measure_jax(n: int, convs: dict) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -65,7 +86,7 @@ def measure_jax(n: int) -> dict:
 
   rng = np.random.default_rng(0)
   out = {}
-  for name, (batch, size, cin, cout, k, s, _) in CONVS.items():
+  for name, (batch, size, cin, cout, k, s, _) in convs.items():
     pad = ((k - 1) // 2,) * 2
     lax_conv = lambda x, w, s=s, pad=pad: jax.lax.conv_general_dilated(
         x, w, (s, s), (pad, pad), dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -88,7 +109,7 @@ def measure_jax(n: int) -> dict:
   return out
 
 
-def measure_torch(n: int) -> dict:
+def measure_torch(n: int, convs: dict) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
 
@@ -97,7 +118,7 @@ def measure_torch(n: int) -> dict:
       memory_format=torch.channels_last)
   out = {}
   with torch.no_grad():
-    for name, (batch, size, cin, cout, k, s, _) in CONVS.items():
+    for name, (batch, size, cin, cout, k, s, _) in convs.items():
       pad = (k - 1) // 2
       x, w = tensor((batch, cin, size, size)), tensor((cout, cin, k, k), 0.05)
       g = tensor(torch.nn.functional.conv2d(x, w, stride=s, padding=pad).shape)
@@ -114,15 +135,25 @@ def measure_torch(n: int) -> dict:
 def main():
   parser = argparse.ArgumentParser()
   layer_timing.add_arguments(parser, out="benchmarks/results/conv_layers.json", calls=5)
+  parser.add_argument("--steps", default="adib,adra,wrn", help=f"comma-separated, of {', '.join(STEPS)}; one "
+                      "family's XLA flags per run")
   args = parser.parse_args()
+  steps = args.steps.split(",")
+  if unknown := set(steps) - set(STEPS):
+    sys.exit(f"--steps: unknown {sorted(unknown)}; choose from {', '.join(STEPS)}.")
+  sys.path.insert(0, layer_timing.REPO)
+  from jaxad import xla_flags  # pylint: disable=g-import-not-at-top
+  if len({xla_flags.cpu_flags(STEP_MODELS[step]) for step in steps}) > 1:
+    sys.exit(f"--steps={args.steps}: these families run with different XLA flags; measure them in separate runs.")
+  convs = chosen_convs(steps)
   if args.child:
-    # ResNet26's flags, the same as wide_resnet's
-    layer_timing.child(args.child, args.calls, "resnet26", measure_jax, measure_torch)
+    layer_timing.child(args.child, args.calls, STEP_MODELS[steps[0]], lambda n: measure_jax(n, convs),
+                       lambda n: measure_torch(n, convs))
     return
-  rounds = layer_timing.alternate(__file__, args.rounds, args.calls)
+  rounds = layer_timing.alternate(__file__, args.rounds, args.calls, ("--steps", args.steps))
   med = {k: v for by_framework in layer_timing.medians(rounds).values() for k, v in by_framework.items()}
   rows = []
-  for name, (batch, size, cin, cout, k, s, counts) in CONVS.items():
+  for name, (batch, size, cin, cout, k, s, counts) in convs.items():
     row = {"conv": name, "batch": batch, "input": [size, size, cin], "out_channels": cout, "kernel": k, "stride": s,
            "count": counts}
     for label in ("lax_conv", "patch_conv", "torch"):
@@ -135,7 +166,8 @@ def main():
                                      for label in ("lax_conv", "patch_conv", "torch") if f"{label}_ms" in row)
           + (f"  dx by phases {row['dx_by_phases_ms']:.1f}" if "dx_by_phases_ms" in row else ""), flush=True)
   totals = {}
-  for step, networks in STEPS.items():
+  for step in steps:
+    networks = STEPS[step]
     total = {"jaxad": dict.fromkeys(PARTS, 0.0), "torch": dict.fromkeys(PARTS, 0.0)}
     for row in rows:
       count = sum(row["count"].get(net, 0) for net in networks)

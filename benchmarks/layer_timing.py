@@ -53,14 +53,14 @@ def child(framework: str, calls: int, model_name: str, measure_jax: Callable[[in
     print(json.dumps(measure_torch(calls)))
 
 
-def alternate(script: str, rounds: int, calls: int) -> dict[str, list[dict]]:
-  """{'jax': [...], 'torch': [...]}: each round's child output of `script --_child FRAMEWORK --calls CALLS`, with
-  the load average before it as 'load_avg_1min'."""
+def alternate(script: str, rounds: int, calls: int, child_args: tuple[str, ...] = ()) -> dict[str, list[dict]]:
+  """{'jax': [...], 'torch': [...]}: each round's child output of `script --_child FRAMEWORK --calls CALLS
+  *child_args`, with the load average before it as 'load_avg_1min'."""
   results = {"jax": [], "torch": []}
   for r in range(rounds):
     for framework in (("jax", "torch") if r % 2 == 0 else ("torch", "jax")):
       load = os.getloadavg()[0]
-      proc = subprocess.run([sys.executable, script, "--_child", framework, "--calls", str(calls)],
+      proc = subprocess.run([sys.executable, script, "--_child", framework, "--calls", str(calls), *child_args],
                             capture_output=True, text=True, check=True)
       results[framework].append({"load_avg_1min": load, **json.loads(proc.stdout.strip().splitlines()[-1])})
   return results

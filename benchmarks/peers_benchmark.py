@@ -315,7 +315,8 @@ class _IsolatedVariant:
   op and XLA's thread pool keeps its own threads, so whichever runs takes cores from the other's idle pool. Measured
   here (LeNet, batch 200): in one shared process jaxad's AE step ran at 203 img/s and PyTorch channels_last's at 305,
   alone in their own processes at 251-275 and 525. Each child builds the workload, keeps its variant, and times
-  `run(n)` on request, returning its own CPU time (so the parent can tell other processes' load from it) and heap.
+  `run(n)` on request, returning its own CPU time (so the parent can tell other processes' load from it), and
+  measures its heap during a separate, untimed call (`heap`; see `measure.HeapSampler` for why not while timing).
   """
 
   def __init__(self, name: str, variant: str, args):
@@ -331,7 +332,14 @@ class _IsolatedVariant:
     self.workload = payload  # the child's Workload without its callables
 
   def __call__(self, n: int):
-    self.conn.send(n)
+    return self._ask(n)
+
+  def heap(self, n: int) -> tuple[float, float]:
+    """`measure.heap_of` in the child: (peak, added) MiB of its live heap during one untimed `run(n)`."""
+    return tuple(self._ask(("heap", n)))
+
+  def _ask(self, request):
+    self.conn.send(request)
     status, payload = self.conn.recv()
     if status != "ok":
       raise RuntimeError(payload)
@@ -355,15 +363,16 @@ def _serve(name: str, variant: str, args: dict, conn) -> None:
   except Exception:  # pylint: disable=broad-except
     conn.send(("error", traceback.format_exc()))
     return
-  while (n := conn.recv()) is not None:
+  while (request := conn.recv()) is not None:
     try:
+      if isinstance(request, tuple):  # ("heap", n): an untimed call under the heap sampler
+        conn.send(("ok", measure.heap_of(run, request[1])))
+        continue
       cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-      with measure.HeapSampler() as heap:
-        out = run(n)
+      out = run(request)
       cpu1 = resource.getrusage(resource.RUSAGE_SELF)
       out = dict(out) if isinstance(out, dict) else {"seconds": out}
-      out.update(child_cpu_s=(cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime),
-                 heap_peak_mib=heap.peak_mib, step_heap_mib=heap.peak_mib - heap.start_mib)
+      out.update(child_cpu_s=(cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime))
       conn.send(("ok", out))
     except Exception:  # pylint: disable=broad-except
       conn.send(("error", traceback.format_exc()))

@@ -6,6 +6,7 @@ writes DIR/predictions.csv (`jaxad.predict`).
 Mistakes in the config, the data or a checkpoint end with one `jaxad: error: ...` line and exit code 2.
 """
 
+import json
 import os
 import re
 import sys
@@ -51,6 +52,18 @@ def _describe(e: BaseException) -> str:
   return re.sub(r"^[\w.]+(Error|Exception): ", "", lines[-1] if lines else repr(e))
 
 
+def trained_model_name(workdir: str | None) -> str:
+  """`model.name` in the config.json a training run left in `workdir`, so that --mode=predict gets the family's XLA
+  flags; '' where it cannot be read (predict then says what is missing)."""
+  if not workdir:
+    return ""
+  try:
+    with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+      return str(json.load(f)["model"]["name"] or "")
+  except (OSError, ValueError, KeyError, TypeError):
+    return ""
+
+
 def _config_file(argv) -> str | None:
   """The file of `--config=FILE[:args]` (or `--config FILE[:args]`) in `argv`, if given."""
   for i, arg in enumerate(argv):
@@ -91,7 +104,7 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint write at INFO
   if _MODE.value == "predict":  # the trained workdir holds the config; --config is not needed
-    xla_flags.apply_cpu_defaults()
+    xla_flags.apply_cpu_defaults(trained_model_name(_WORKDIR.value))
     if not _IMAGES.value:
       _fail("--mode=predict needs --images=PATH (a folder of images, one image file or an .npz).")
     from jaxad import predict  # pylint: disable=g-import-not-at-top

@@ -1,6 +1,7 @@
 """jaxad.xla_flags: each model family's CPU flags, the user's own flags first, and flags set once a config is loaded
 (jax imported, no computation yet) reaching XLA, which is when `jaxad.main` sets them."""
 
+import json
 import os
 import subprocess
 import sys
@@ -50,3 +51,16 @@ print(os.environ["XLA_FLAGS"])
   assert out.stdout.split() == [f"--xla_dump_to={dump}",
                                 "--xla_cpu_experimental_ynn_fusion_type=individual_dot,eltwise,reduce"]
   assert any(name.startswith("module_") for name in os.listdir(dump))  # XLA read the flags set after the import
+
+
+def test_predict_mode_takes_the_flags_of_the_trained_model(tmp_path):
+  """--mode=predict has no --config: the family comes from the config.json training left in the workdir."""
+  from jaxad import main  # pylint: disable=g-import-not-at-top
+
+  (tmp_path / "config.json").write_text(json.dumps({"method": "transfer", "model": {"name": "resnet26_transferad"}}))
+  assert main.trained_model_name(str(tmp_path)) == "resnet26_transferad"
+  assert xla_flags.cpu_flags(main.trained_model_name(str(tmp_path))) == xla_flags.FAMILY_FLAGS["resnet26"]
+  for broken in ("{not json", json.dumps({"model": {}}), json.dumps([1])):  # predict itself reports these
+    (tmp_path / "config.json").write_text(broken)
+    assert main.trained_model_name(str(tmp_path)) == ""
+  assert main.trained_model_name(str(tmp_path / "missing")) == main.trained_model_name(None) == ""

@@ -5,10 +5,10 @@
   busy time minus this process's own CPU time), and the cores the hypervisor stole; the load average cannot tell
   this process's threads from others'.
 * `HeapSampler`: the peak of the bytes live in glibc malloc while a block runs (XLA's CPU buffers and torch's tensors
-  both come from it).
+  both come from it); `heap_of` runs a variant once under it, untimed.
 * `rounds_of`: variants timed in alternating rounds (the order rotating each round), with the load average before
-  each round, `others_cores`, `steal_cores` and the heap per round; `kept_rounds` / `median_of_kept` drop the rounds
-  that other processes disturbed.
+  each round, `others_cores` and `steal_cores`, after one untimed call per variant that measures its heap;
+  `kept_rounds` / `median_of_kept` drop the rounds that other processes disturbed.
 
 Nothing here imports jax or torch at import time: `matmul_peak_gflops` does, when called, so callers can set
 XLA_FLAGS first.
@@ -90,9 +90,14 @@ class HeapSampler:
 
   XLA's CPU buffers and PyTorch's CPU tensors both come from malloc, so this sees either framework's working
   memory, live bytes only: unlike the resident set it does not keep what one framework freed and the allocator
-  kept, which would hide the next variant's allocations in a shared process. A thread polls `mallinfo2()` (about
-  50 us a call) every `interval` seconds; peaks shorter than that can be missed, which does not matter for a
-  training step's activations (alive from the forward pass to the backward pass, seconds here).
+  kept, which would hide the next variant's allocations in a shared process. A thread polls `mallinfo2()` every
+  `interval` seconds; peaks shorter than that can be missed, which does not matter for a training step's
+  activations (alive from the forward pass to the backward pass, seconds here).
+
+  Never time under it: `mallinfo2()` walks every arena's free lists holding that arena's lock (2.4-28 ms a call on
+  the peers steps' heaps), and the threads of the step it watches wait on those locks to allocate: the steps ran at
+  0.45-0.78x their speed under it (benchmarks/heap_sampler_overhead.py). `heap_of` measures a separate, untimed
+  call.
   """
 
   def __init__(self, interval: float = 0.005):
@@ -127,8 +132,19 @@ class HeapSampler:
     self.peak_mib = max(self.peak_mib, self.live_mib())
 
 
+def heap_of(run: Callable, n: int) -> tuple[float, float]:
+  """(peak, added) MiB of live heap during one untimed `run(n)`; a variant served by a child process measures its
+  own (`run.heap(n)`)."""
+  if hasattr(run, "heap"):
+    return run.heap(n)
+  with HeapSampler() as heap:
+    run(n)
+  return heap.peak_mib, heap.peak_mib - heap.start_mib
+
+
 def rounds_of(variants: dict[str, Callable], rounds: int, n: int, per_call: int) -> dict:
-  """Alternating rounds, the order rotating each round; per variant: seconds, load average and heap per round.
+  """Alternating rounds, the order rotating each round; per variant: seconds and load average per round, and the
+  heap of one untimed call before the rounds (`heap_of`).
 
   Args:
     variants: name -> `run(n)`, which does `n` units of work and returns their wall time in seconds, or a dict
@@ -138,32 +154,33 @@ def rounds_of(variants: dict[str, Callable], rounds: int, n: int, per_call: int)
     per_call: items per unit (images per step) for the printed rate only.
 
   Returns:
-    {name: {'seconds', 'load1', 'others_cores', 'steal_cores', 'heap_peak_mib', 'step_heap_mib', 'extra'}: lists
-    with one entry per round}.
+    {name: {'seconds', 'load1', 'others_cores', 'steal_cores', 'extra'}: lists with one entry per round, and
+    'heap_peak_mib', 'step_heap_mib': one-entry lists, the untimed call's}.
   """
   names = list(variants)
   log = {name: {"seconds": [], "load1": [], "others_cores": [], "steal_cores": [], "heap_peak_mib": [],
                 "step_heap_mib": [], "extra": []} for name in names}
+  for name in names:
+    peak, added = heap_of(variants[name], n)
+    log[name]["heap_peak_mib"].append(peak)
+    log[name]["step_heap_mib"].append(added)
+    print(f"  heap {name:20s} +{added:.0f} MiB (peak {peak:.0f} MiB, untimed)", flush=True)
   for r in range(rounds):
     order = names[r % len(names):] + names[:r % len(names)]
     for name in order:
       log[name]["load1"].append(load1())
       before = cpu_snapshot()
-      with HeapSampler() as heap:
-        out = variants[name](n)
+      out = variants[name](n)
       after = cpu_snapshot()
       extra = dict(out) if isinstance(out, dict) else {}
-      # A variant served by a child process reports its own CPU time and heap (this process's heap is idle).
+      # A variant served by a child process reports its own CPU time (this process is idle meanwhile).
       others, steal = others_cores(before, after, extra.pop("child_cpu_s", 0.0))
       log[name]["seconds"].append(float(extra.pop("seconds")) if isinstance(out, dict) else out)
-      log[name]["heap_peak_mib"].append(extra.pop("heap_peak_mib", heap.peak_mib))
-      log[name]["step_heap_mib"].append(extra.pop("step_heap_mib", heap.peak_mib - heap.start_mib))
       log[name]["extra"].append(extra)
       log[name]["others_cores"].append(others)
       log[name]["steal_cores"].append(steal)
       print(f"  round {r + 1}/{rounds} {name:20s} {per_call * n / log[name]['seconds'][-1]:8.2f} /s  load "
-            f"{log[name]['load1'][-1]:.2f}  others {others:.2f} cores  heap +{log[name]['step_heap_mib'][-1]:.0f} MiB",
-            flush=True)
+            f"{log[name]['load1'][-1]:.2f}  others {others:.2f} cores", flush=True)
   return log
 
 
