@@ -23,9 +23,10 @@ BN, ReLU, pooling and the transforms are left out); a training image costs 3x it
 gradient, weight gradient). The fraction of the machine's fp32 matmul peak uses a measured peak: the best of
 `jnp.dot` and `torch.mm` on 2048^2 and 4096^2 fp32 matrices in this process (benchmarks/peers/measure.py).
 
-Memory, all in one process: during every round a thread samples the bytes live in glibc malloc (`HeapSampler`;
-XLA's CPU buffers and torch's tensors both come from it); `step_heap_mib` is the most the step added over what was
-live when its round began (activations, gradients, the expanded batch, the new state before the old is freed),
+Memory, all in one process: before the timed rounds, one untimed call per variant runs while a thread samples the
+bytes live in glibc malloc (`HeapSampler`, never while timing: its `mallinfo2()` calls slow the step it watches;
+XLA's CPU buffers and torch's tensors both come from malloc); `step_heap_mib` is the most the step added over what
+was live when that call began (activations, gradients, the expanded batch, the new state before the old is freed),
 `heap_peak_mib` the process's live total at that moment (both frameworks' models included). Live bytes, not the
 resident set, since the allocator keeps what one framework freed and would hide the next one's allocations (the
 tracemalloc idea, for native memory). For jaxad XLA's `memory_analysis()` of the compiled step is given beside it
@@ -194,8 +195,6 @@ def main():
   parser.add_argument("--steps", type=int, default=1, help="timed training steps per variant and round")
   parser.add_argument("--eval_rounds", type=int, default=2, help="alternating rounds of the two scorers (medians)")
   parser.add_argument("--eval_batches", type=int, default=1, help="timed eval batches per scorer and round")
-  parser.add_argument("--eval_warmup", action="store_true", help="one untimed batch per scorer first (off: the "
-                      "first round's time is kept in the JSON, and the AOT-compiled scorers showed no first-call cost)")
   parser.add_argument("--eval_batch", type=int, default=0, help="images per eval batch (0: the configs', 250)")
   parser.add_argument("--skip", default="", help="comma-separated parts to leave out: train, eval, peak")
   args = parser.parse_args()
@@ -228,7 +227,7 @@ def main():
                   "jax": jax.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                   "xla_flags": os.environ.get("XLA_FLAGS", ""), "load_avg_at_start": list(os.getloadavg())},
       "settings": {"rounds": args.rounds, "steps": args.steps, "eval_rounds": args.eval_rounds,
-                   "eval_batches": args.eval_batches, "eval_warmup": args.eval_warmup,
+                   "eval_batches": args.eval_batches,
                    "originals_per_step": BATCH, "copies_per_original": copies,
                    "images_per_step": per_step, "dtype": "float32"},
       "flops_per_image": {"wrn16_4_forward_32x32": flops["forward"], "conv": flops["conv"], "dense": flops["dense"],
@@ -280,8 +279,6 @@ def main():
       scorers[name], facts[name] = scorer_runner(config, scorer, eval_batch)
       facts[name]["passes_per_image"] = passes
       print(f"compiled {name} scorer ({passes} passes per image) in {facts[name]['compile_s']:.1f} s", flush=True)
-      if args.eval_warmup:
-        facts[name]["warmup_s"] = scorers[name](1)
     log = rounds_of(scorers, args.eval_rounds, args.eval_batches, eval_batch)
     eval_rows = {"eval_batch": eval_batch}
     for name in scorers:
