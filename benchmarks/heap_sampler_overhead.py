@@ -25,13 +25,9 @@ REPO = os.path.dirname(HERE)
 def child(name: str, variant: str, steps: int, rounds: int) -> dict:
   sys.path[:0] = [HERE, REPO]
   import peers_benchmark  # pylint: disable=g-import-not-at-top
-  from jaxad import xla_flags  # pylint: disable=g-import-not-at-top
   from peers import measure  # pylint: disable=g-import-not-at-top
 
-  xla_flags.apply_cpu_defaults(peers_benchmark.WORKLOAD_MODELS.get(name, ""))
-  args = argparse.Namespace(workloads=name, rounds=1, steps=steps, quick=False, normal_class=3, isolate=False,
-                            max_others_cores=0.25, out="", md="")
-  w = peers_benchmark.BUILDERS[name](args)
+  w = peers_benchmark.build_workload(name)
   run = w.variants[variant]
   run(1)  # warm-up
   seconds = lambda out: out["seconds"] if isinstance(out, dict) else out

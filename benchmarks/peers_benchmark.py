@@ -350,13 +350,19 @@ class _IsolatedVariant:
     self.proc.join(timeout=60)
 
 
+def build_workload(name: str, args: argparse.Namespace | None = None) -> Workload:
+  """Workload `name` in this process, after setting its model family's XLA flags as jaxad.main does (so: before
+  the process's first jax computation); `args` are this script's flags, their defaults when None."""
+  from jaxad import xla_flags  # pylint: disable=g-import-not-at-top
+  xla_flags.apply_cpu_defaults(WORKLOAD_MODELS.get(name, ""))
+  return BUILDERS[name](args or make_parser().parse_args([]))
+
+
 def _serve(name: str, variant: str, args: dict, conn) -> None:
   """The child of `_IsolatedVariant`: builds workload `name`, then runs its `variant` on request until told None."""
   sys.path[:0] = [HERE, REPO]
-  from jaxad import xla_flags  # pylint: disable=g-import-not-at-top
-  xla_flags.apply_cpu_defaults(WORKLOAD_MODELS.get(name, ""))  # as jaxad.main does for the workload's model family
   try:
-    w = BUILDERS[name](argparse.Namespace(**args))
+    w = build_workload(name, argparse.Namespace(**args))
     w.facts.setdefault(variant, {})["xla_flags"] = os.environ.get("XLA_FLAGS", "")  # this variant process's flags
     run = w.variants[variant]
     conn.send(("ready", dataclasses.replace(w, variants={variant: None})))
@@ -407,7 +413,7 @@ def run_workload(name: str, args, rounds: int, peak: float) -> dict:
   return summarise(w, log, steps, peak, args.max_others_cores)
 
 
-def main(argv=None):
+def make_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated, of {WORKLOADS}")
   parser.add_argument("--rounds", type=int, default=0, help="alternating rounds (default 3; 1 with --quick)")
@@ -421,6 +427,11 @@ def main(argv=None):
                       help="each variant in a process of its own (default); --no-isolate: all in this process")
   parser.add_argument("--quick", action="store_true", help="smoke run: no warm-up, 1 round of 1 step, a small "
                       "matmul peak, dsvdd_epoch on 400 images")
+  return parser
+
+
+def main(argv=None):
+  parser = make_parser()
   args = parser.parse_args(argv)
   names = [n for n in args.workloads.split(",") if n]
   unknown = [n for n in names if n not in WORKLOADS]
